@@ -1,0 +1,272 @@
+#include "config.h"
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "store/duration.h"
+#include "store/model.h"
+
+namespace daemon_config {
+namespace {
+
+std::chrono::milliseconds parse_duration_setting(const std::string& text,
+                                                 const std::string& setting) {
+  auto duration = store::parse_duration(text);
+  if (!duration || duration->count() <= 0) {
+    throw ConfigError(setting + ": \"" + text + "\" is not a duration such as 250ms, 30s, 2m, 1h");
+  }
+  return *duration;
+}
+
+template <typename Integer>
+Integer integer_setting(std::int64_t value, std::int64_t min, std::int64_t max,
+                        const std::string& setting) {
+  if (value < min || value > max) {
+    throw ConfigError(setting + ": " + std::to_string(value) + " is not between " +
+                      std::to_string(min) + " and " + std::to_string(max));
+  }
+  return static_cast<Integer>(value);
+}
+
+// Reads one TOML table strictly: unknown keys are errors, as a typo in a
+// production config must not silently fall back to a default.
+class TableReader {
+ public:
+  TableReader(const toml::table& root, std::string name) : name_(std::move(name)) {
+    if (const auto* node = root.get(name_)) {
+      table_ = node->as_table();
+      if (!table_) throw ConfigError("[" + name_ + "] must be a table");
+    }
+  }
+  void known(std::initializer_list<std::string_view> keys) const {
+    if (!table_) return;
+    for (const auto& [key, value] : *table_) {
+      if (std::find(keys.begin(), keys.end(), key.str()) == keys.end()) {
+        throw ConfigError("unknown setting " + name_ + "." + std::string(key.str()));
+      }
+    }
+  }
+  std::optional<std::string> string(std::string_view key) const {
+    const auto* node = find(key);
+    if (!node) return std::nullopt;
+    if (!node->is_string()) throw ConfigError(setting(key) + " must be a string");
+    return node->as_string()->get();
+  }
+  std::optional<std::int64_t> integer(std::string_view key) const {
+    const auto* node = find(key);
+    if (!node) return std::nullopt;
+    if (!node->is_integer()) throw ConfigError(setting(key) + " must be an integer");
+    return node->as_integer()->get();
+  }
+  std::optional<bool> boolean(std::string_view key) const {
+    const auto* node = find(key);
+    if (!node) return std::nullopt;
+    if (!node->is_boolean()) throw ConfigError(setting(key) + " must be true or false");
+    return node->as_boolean()->get();
+  }
+  std::string setting(std::string_view key) const { return name_ + "." + std::string(key); }
+
+ private:
+  const toml::node* find(std::string_view key) const { return table_ ? table_->get(key) : nullptr; }
+  std::string name_;
+  const toml::table* table_ = nullptr;
+};
+
+void check_log_level(const std::string& level) {
+  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
+                                                 "error", "critical", "off"};
+  if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels)) {
+    throw ConfigError("log level \"" + level +
+                      "\" is not one of trace, debug, info, warn, error, critical, off");
+  }
+}
+
+void validate(const Config& config) {
+  if (config.check_timeout >= config.check_interval) {
+    throw ConfigError("health.timeout must be shorter than health.interval");
+  }
+  if (config.domain.empty() || config.domain.back() != '.') {
+    throw ConfigError("dns.domain must be an absolute name ending in '.', such as \"discovery.\"");
+  }
+  if (config.db_path.empty()) throw ConfigError("store.path must not be empty");
+  check_log_level(config.log_level);
+}
+
+}  // namespace
+
+std::string ListenAddress::to_string() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+         std::to_string(port);
+}
+
+ListenAddress parse_listen_address(const std::string& text, const std::string& setting) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    throw ConfigError(setting + ": \"" + text + "\" is not ADDRESS:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  if (!store::IpAddress::parse(host)) {
+    throw ConfigError(setting + ": \"" + host + "\" is not an IP address");
+  }
+  const std::string port_text = text.substr(colon + 1);
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535) {
+    throw ConfigError(setting + ": \"" + port_text + "\" is not a port (0 to 65535)");
+  }
+  return {host, static_cast<std::uint16_t>(port)};
+}
+
+void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& error) {
+    std::ostringstream message;
+    message << source_name << ":" << error.source().begin.line << ": " << error.description();
+    throw ConfigError(message.str());
+  }
+  for (const auto& [key, value] : root) {
+    static constexpr std::string_view kTables[] = {"store", "http", "dns", "health", "log"};
+    if (std::find(std::begin(kTables), std::end(kTables), key.str()) == std::end(kTables)) {
+      throw ConfigError(source_name + ": unknown section [" + std::string(key.str()) + "]");
+    }
+  }
+  try {
+    TableReader store(root, "store");
+    store.known({"path", "synchronous"});
+    if (auto path = store.string("path")) config.db_path = *path;
+    if (auto sync = store.string("synchronous")) {
+      if (*sync != "full" && *sync != "normal") {
+        throw ConfigError("store.synchronous must be \"full\" or \"normal\"");
+      }
+      config.db_synchronous_full = *sync == "full";
+    }
+
+    TableReader http(root, "http");
+    http.known({"listen", "max_connections", "request_timeout"});
+    if (auto listen = http.string("listen")) {
+      config.http_listen = parse_listen_address(*listen, "http.listen");
+    }
+    if (auto max = http.integer("max_connections")) {
+      config.http_max_connections =
+          integer_setting<std::size_t>(*max, 1, 1'000'000, "http.max_connections");
+    }
+    if (auto timeout = http.string("request_timeout")) {
+      config.http_request_timeout = parse_duration_setting(*timeout, "http.request_timeout");
+    }
+
+    TableReader dns(root, "dns");
+    dns.known({"listen", "zones", "domain", "answer_ttl", "negative_ttl", "max_udp_payload",
+               "max_tcp_connections", "tcp_idle_timeout", "version_bind", "id_server"});
+    if (auto listen = dns.string("listen")) {
+      config.dns_listen = parse_listen_address(*listen, "dns.listen");
+    }
+    if (auto zones = dns.string("zones")) config.zones_dir = *zones;
+    if (auto domain = dns.string("domain")) config.domain = *domain;
+    if (auto ttl = dns.integer("answer_ttl")) {
+      config.dns_answer_ttl = integer_setting<std::uint32_t>(*ttl, 0, 86400, "dns.answer_ttl");
+    }
+    if (auto ttl = dns.integer("negative_ttl")) {
+      config.dns_negative_ttl = integer_setting<std::uint32_t>(*ttl, 0, 86400, "dns.negative_ttl");
+    }
+    if (auto size = dns.integer("max_udp_payload")) {
+      config.dns_max_udp_payload =
+          integer_setting<std::uint16_t>(*size, 512, 65535, "dns.max_udp_payload");
+    }
+    if (auto max = dns.integer("max_tcp_connections")) {
+      config.dns_max_tcp_connections =
+          integer_setting<std::size_t>(*max, 1, 1'000'000, "dns.max_tcp_connections");
+    }
+    if (auto timeout = dns.string("tcp_idle_timeout")) {
+      config.dns_tcp_idle_timeout = parse_duration_setting(*timeout, "dns.tcp_idle_timeout");
+    }
+    if (auto version = dns.string("version_bind")) config.dns_version_bind = *version;
+    if (auto id = dns.string("id_server")) config.dns_id_server = *id;
+
+    TableReader health(root, "health");
+    health.known({"interval", "timeout", "failures"});
+    if (auto interval = health.string("interval")) {
+      config.check_interval = parse_duration_setting(*interval, "health.interval");
+    }
+    if (auto timeout = health.string("timeout")) {
+      config.check_timeout = parse_duration_setting(*timeout, "health.timeout");
+    }
+    if (auto failures = health.integer("failures")) {
+      config.check_failures = integer_setting<std::uint32_t>(*failures, 1, 100, "health.failures");
+    }
+
+    TableReader log(root, "log");
+    log.known({"level"});
+    if (auto level = log.string("level")) config.log_level = *level;
+  } catch (const ConfigError& error) {
+    throw ConfigError(source_name + ": " + error.what());
+  }
+}
+
+std::variant<Config, int> load(int argc, char** argv) {
+  CLI::App app{"discoveryd: DNS-compatible service discovery server"};
+  app.set_version_flag("--version", std::string("discoveryd ") + DISCOVERYD_VERSION);
+  std::string config_file;
+  std::optional<std::string> db, http_listen, dns_listen, zones, log_level, check_interval,
+      check_timeout, ready_file;
+  std::optional<std::uint32_t> check_failures;
+  app.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
+  app.add_option("--db", db, "SQLite database file (created if missing)");
+  app.add_option("--http-listen", http_listen, "HTTP API address, ADDR:PORT");
+  app.add_option("--dns-listen", dns_listen, "DNS address (UDP and TCP), ADDR:PORT");
+  app.add_option("--zones", zones, "directory of RFC 1035 zone files");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off");
+  app.add_option("--check-interval", check_interval, "default health check interval, e.g. 30s");
+  app.add_option("--check-timeout", check_timeout, "default health check timeout, e.g. 2s");
+  app.add_option("--check-failures", check_failures,
+                 "consecutive failed checks before an instance is removed");
+  app.add_option("--ready-file", ready_file,
+                 "write the bound endpoints as JSON to this file once serving");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  }
+
+  Config config;
+  try {
+    if (!config_file.empty()) {
+      std::ifstream file(config_file);
+      std::stringstream text;
+      text << file.rdbuf();
+      if (!file) throw ConfigError(config_file + ": cannot read");
+      apply_toml(config, text.str(), config_file);
+    }
+    if (db) config.db_path = *db;
+    if (http_listen) config.http_listen = parse_listen_address(*http_listen, "--http-listen");
+    if (dns_listen) config.dns_listen = parse_listen_address(*dns_listen, "--dns-listen");
+    if (zones) config.zones_dir = *zones;
+    if (log_level) config.log_level = *log_level;
+    if (check_interval) {
+      config.check_interval = parse_duration_setting(*check_interval, "--check-interval");
+    }
+    if (check_timeout) {
+      config.check_timeout = parse_duration_setting(*check_timeout, "--check-timeout");
+    }
+    if (check_failures) {
+      config.check_failures = integer_setting<std::uint32_t>(*check_failures, 1, 100,
+                                                             "--check-failures");
+    }
+    if (ready_file) config.ready_file = *ready_file;
+    validate(config);
+  } catch (const ConfigError& error) {
+    std::cerr << "discoveryd: configuration error: " << error.what() << "\n";
+    return 2;
+  }
+  return config;
+}
+
+}  // namespace daemon_config

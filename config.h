@@ -1,0 +1,68 @@
+// The daemon's configuration: built-in defaults, overridden by a TOML file
+// (--config), overridden by command-line flags. Each component keeps its own
+// options struct; this file only gathers and validates them.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+
+namespace daemon_config {
+
+struct ListenAddress {
+  std::string host;  // an IP literal
+  std::uint16_t port = 0;
+  std::string to_string() const;
+};
+
+// "127.0.0.1:8600", "[::1]:8600". Throws ConfigError.
+ListenAddress parse_listen_address(const std::string& text, const std::string& setting);
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  // [store]
+  std::string db_path = "data/discoveryd.db";
+  bool db_synchronous_full = true;
+  // [http]
+  ListenAddress http_listen{"127.0.0.1", 8500};
+  std::size_t http_max_connections = 1024;
+  std::chrono::milliseconds http_request_timeout{10'000};
+  // [dns]
+  ListenAddress dns_listen{"127.0.0.1", 8600};
+  std::string zones_dir = "zones";
+  std::string domain = "discovery.";
+  std::uint32_t dns_answer_ttl = 5;
+  std::optional<std::uint32_t> dns_negative_ttl;
+  std::uint16_t dns_max_udp_payload = 1232;
+  std::size_t dns_max_tcp_connections = 256;
+  std::chrono::milliseconds dns_tcp_idle_timeout{10'000};
+  std::string dns_version_bind;  // CHAOS version.bind answer; empty: REFUSED
+  std::string dns_id_server;     // CHAOS id.server answer; empty: REFUSED
+  // [health]
+  std::chrono::milliseconds check_interval{30'000};
+  std::chrono::milliseconds check_timeout{2'000};
+  std::uint32_t check_failures = 3;
+  // [log]
+  std::string log_level = "info";
+  // Not in the file: where to write the bound endpoints once serving (for
+  // scripts and tests that start the daemon on port 0).
+  std::string ready_file;
+};
+
+// Parses argv (and the TOML file it names). Returns the exit code instead of a
+// Config when the process should exit at once (--help, --version, bad usage),
+// having printed what to print.
+std::variant<Config, int> load(int argc, char** argv);
+
+// Loads a TOML document into `config` (exposed for tests). Throws ConfigError
+// naming the file, the key and what is wrong.
+void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name);
+
+}  // namespace daemon_config

@@ -1,0 +1,314 @@
+#include "registry/api.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "store/duration.h"
+
+namespace registry {
+namespace {
+
+using nlohmann::json;
+
+std::shared_ptr<spdlog::logger> logger() {
+  auto logger = spdlog::get("registry");
+  return logger ? logger : spdlog::default_logger();
+}
+
+std::vector<std::string_view> split_path(std::string_view target) {
+  const auto query = target.find('?');
+  std::string_view path = target.substr(0, query);
+  std::vector<std::string_view> segments;
+  if (path.empty() || path.front() != '/') return segments;
+  path.remove_prefix(1);
+  while (true) {
+    const auto slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return segments;
+}
+
+HttpResponse json_response(int status, const json& body) {
+  return HttpResponse{status, body.dump(), {}};
+}
+
+HttpResponse method_not_allowed(std::string allowed) {
+  auto response = error_response(405, "method not allowed; allowed: " + allowed);
+  response.headers.emplace_back("Allow", std::move(allowed));
+  return response;
+}
+
+bool is_json_content_type(std::string_view content_type) {
+  const auto semicolon = content_type.find(';');
+  std::string media(content_type.substr(0, semicolon));
+  while (!media.empty() && media.back() == ' ') media.pop_back();
+  std::transform(media.begin(), media.end(), media.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return media == "application/json";
+}
+
+std::string rfc3339(store::TimePoint time) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[40];
+  const auto length = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
+  return std::string(buffer, length) + fmt::format(".{:03d}Z", ms % 1000);
+}
+
+json optional_time(const std::optional<store::TimePoint>& time) {
+  return time ? json(rfc3339(*time)) : json(nullptr);
+}
+
+json check_to_json(const store::HealthCheck& check) {
+  json result = {{"type", store::to_string(check.type)}};
+  if (check.type == store::CheckType::http) result["path"] = check.path;
+  if (check.port != 0) result["port"] = check.port;
+  if (check.interval.count()) result["interval"] = store::format_duration(check.interval);
+  if (check.timeout.count()) result["timeout"] = store::format_duration(check.timeout);
+  if (check.ttl.count()) result["ttl"] = store::format_duration(check.ttl);
+  if (check.failures) result["failures"] = check.failures;
+  return result;
+}
+
+std::string_view health_status(const store::Instance& instance) {
+  if (instance.consecutive_failures > 0) return "failing";
+  if (!instance.last_check_at && !instance.last_heartbeat_at) return "unknown";
+  return "passing";
+}
+
+json instance_to_json(const store::Instance& instance) {
+  const store::Registration& reg = instance.registration;
+  return {
+      {"id", reg.id},
+      {"address", reg.address.to_string()},
+      {"port", reg.port},
+      {"tags", reg.tags},
+      {"meta", reg.meta},
+      {"weight", reg.weight},
+      {"check", check_to_json(reg.check)},
+      {"registered_at", rfc3339(instance.registered_at)},
+      {"updated_at", rfc3339(instance.updated_at)},
+      {"last_check_at", optional_time(instance.last_check_at)},
+      {"last_heartbeat_at", optional_time(instance.last_heartbeat_at)},
+      {"consecutive_failures", instance.consecutive_failures},
+      {"load", instance.load ? json(*instance.load) : json(nullptr)},
+      {"status", health_status(instance)},
+  };
+}
+
+std::string random_instance_id() {
+  // 64 random bits: collisions are out of reach, and the id stays a DNS label.
+  thread_local std::mt19937_64 generator{std::random_device{}()};
+  return fmt::format("{:016x}", generator());
+}
+
+// Writes answer 503 when the database refused them: the client may retry, and
+// nothing was changed.
+HttpResponse write_failed(const store::MutationResult& result) {
+  return error_response(503, "database unavailable: " + result.error);
+}
+
+}  // namespace
+
+HttpResponse error_response(int status, std::string_view message, std::string_view field) {
+  json body = {{"error", message}, {"field", field.empty() ? json(nullptr) : json(field)}};
+  return json_response(status, body);
+}
+
+Api::Api(store::SqliteStore& store, store::Writer& writer, CheckDefaults defaults,
+         StatusProvider status_provider)
+    : store_(store),
+      writer_(writer),
+      defaults_(defaults),
+      status_provider_(std::move(status_provider)) {}
+
+void Api::handle(const HttpRequest& request, Respond respond) {
+  const auto segments = split_path(request.target);
+  const std::string& method = request.method;
+  const auto route_is = [&](std::initializer_list<std::string_view> pattern) {
+    if (segments.size() != pattern.size()) return false;
+    auto segment = segments.begin();
+    for (std::string_view part : pattern) {
+      if (part != "*" && part != *segment) return false;
+      ++segment;
+    }
+    return true;
+  };
+  // Path parameters are DNS labels; anything else is a client error naming the field.
+  const auto label = [&](std::size_t index, std::string_view field) -> std::optional<std::string> {
+    auto normalized = normalize_label(segments[index]);
+    if (!normalized) {
+      respond(error_response(400, "must be a DNS label: 1 to 63 letters, digits or '-'", field));
+    }
+    return normalized;
+  };
+
+  if (route_is({"v1", "status"})) {
+    if (method != "GET") return respond(method_not_allowed("GET"));
+    return status(respond);
+  }
+  if (route_is({"v1", "services"})) {
+    if (method != "GET") return respond(method_not_allowed("GET"));
+    return list_services(respond);
+  }
+  if (route_is({"v1", "services", "*"})) {
+    if (method != "GET") return respond(method_not_allowed("GET"));
+    auto service = label(2, "service");
+    if (!service) return;
+    return get_service(*service, respond);
+  }
+  if (route_is({"v1", "services", "*", "instances"})) {
+    if (method != "POST") return respond(method_not_allowed("POST"));
+    auto service = label(2, "service");
+    if (!service) return;
+    return register_instance(request, std::move(*service), random_instance_id(), true,
+                             std::move(respond));
+  }
+  if (route_is({"v1", "services", "*", "instances", "*"})) {
+    if (method != "PUT" && method != "DELETE") return respond(method_not_allowed("PUT, DELETE"));
+    auto service = label(2, "service");
+    if (!service) return;
+    auto id = label(4, "id");
+    if (!id) return;
+    if (method == "PUT") {
+      return register_instance(request, std::move(*service), std::move(*id), false,
+                               std::move(respond));
+    }
+    return deregister_instance(std::move(*service), std::move(*id), std::move(respond));
+  }
+  if (route_is({"v1", "services", "*", "instances", "*", "heartbeat"})) {
+    if (method != "PUT") return respond(method_not_allowed("PUT"));
+    auto service = label(2, "service");
+    if (!service) return;
+    auto id = label(4, "id");
+    if (!id) return;
+    return heartbeat(request, std::move(*service), std::move(*id), std::move(respond));
+  }
+  respond(error_response(404, "no such route: " + request.target));
+}
+
+void Api::list_services(Respond& respond) {
+  try {
+    json services = json::array();
+    for (const auto& summary : store_.list_services()) {
+      services.push_back({{"name", summary.service},
+                          {"instances", summary.instance_count},
+                          {"version", summary.version}});
+    }
+    respond(json_response(200, {{"services", std::move(services)}}));
+  } catch (const store::StoreError& error) {
+    respond(error_response(503, std::string("database unavailable: ") + error.what()));
+  }
+}
+
+void Api::get_service(const std::string& service, Respond& respond) {
+  try {
+    const auto snapshot = store_.read_service(service);
+    if (snapshot.instances.empty()) {
+      return respond(error_response(404, "no instances registered for " + service, "service"));
+    }
+    json instances = json::array();
+    for (const auto& instance : snapshot.instances) instances.push_back(instance_to_json(instance));
+    respond(json_response(200, {{"service", snapshot.service},
+                                {"version", snapshot.version},
+                                {"instances", std::move(instances)}}));
+  } catch (const store::StoreError& error) {
+    respond(error_response(503, std::string("database unavailable: ") + error.what()));
+  }
+}
+
+void Api::status(Respond& respond) {
+  json status = {{"status", "serving"}};
+  try {
+    status["database"] = {{"status", "ok"},
+                          {"path", store_.path()},
+                          {"schema_version", store_.schema_version()}};
+  } catch (const std::exception& error) {
+    status["status"] = "degraded";
+    status["database"] = {{"status", "error"}, {"error", error.what()}};
+  }
+  const auto writes = writer_.stats();
+  status["database"]["commits"] = writes.commits;
+  status["database"]["mutations"] = writes.mutations;
+  status["database"]["largest_batch"] = writes.largest_batch;
+  if (status_provider_) status_provider_(status);
+  respond(json_response(200, status));
+}
+
+void Api::register_instance(const HttpRequest& request, std::string service, std::string id,
+                            bool server_chose_id, Respond respond) {
+  if (!is_json_content_type(request.content_type)) {
+    return respond(error_response(415, "Content-Type must be application/json", "Content-Type"));
+  }
+  auto parsed = parse_registration(request.body, service, id, defaults_);
+  if (auto* error = std::get_if<ValidationError>(&parsed)) {
+    return respond(error_response(400, error->message, error->field));
+  }
+  auto registration = std::get<store::Registration>(std::move(parsed));
+  const std::string address = registration.address.to_string();
+  const auto port = registration.port;
+  writer_.submit(
+      store::Upsert{std::move(registration)},
+      [respond = std::move(respond), service = std::move(service), id = std::move(id), address,
+       port, server_chose_id](const store::MutationResult& result) {
+        if (result.outcome == store::Outcome::failed) {
+          logger()->error("register failed service={} id={} error=\"{}\"", service, id,
+                          result.error);
+          return respond(write_failed(result));
+        }
+        const bool created = result.outcome == store::Outcome::created;
+        if (result.changed()) {
+          logger()->info("{} service={} id={} address={} port={} version={}",
+                         created ? "registered" : "updated", service, id, address, port,
+                         result.service_version);
+        }
+        json body = {{"service", service}, {"id", id}, {"version", result.service_version}};
+        respond(json_response(created || server_chose_id ? 201 : 200, body));
+      });
+}
+
+void Api::deregister_instance(std::string service, std::string id, Respond respond) {
+  writer_.submit(store::Deregister{service, id}, [respond = std::move(respond), service,
+                                                  id](const store::MutationResult& result) {
+    if (result.outcome == store::Outcome::failed) return respond(write_failed(result));
+    if (result.outcome == store::Outcome::not_found) {
+      return respond(error_response(404, "no instance " + id + " in service " + service, "id"));
+    }
+    logger()->info("deregistered service={} id={} version={}", service, id,
+                   result.service_version);
+    respond(json_response(200, {{"service", service}, {"id", id}, {"removed", true},
+                                {"version", result.service_version}}));
+  });
+}
+
+void Api::heartbeat(const HttpRequest& request, std::string service, std::string id,
+                    Respond respond) {
+  const bool has_body = request.body.find_first_not_of(" \t\r\n") != std::string::npos;
+  if (has_body && !is_json_content_type(request.content_type)) {
+    return respond(error_response(415, "Content-Type must be application/json", "Content-Type"));
+  }
+  auto parsed = parse_heartbeat(request.body);
+  if (auto* error = std::get_if<ValidationError>(&parsed)) {
+    return respond(error_response(400, error->message, error->field));
+  }
+  const auto load = std::get<std::optional<double>>(parsed);
+  writer_.submit(store::Heartbeat{service, id, load}, [respond = std::move(respond), service, id,
+                                                       load](const store::MutationResult& result) {
+    if (result.outcome == store::Outcome::failed) return respond(write_failed(result));
+    if (result.outcome == store::Outcome::not_found) {
+      return respond(error_response(404, "no instance " + id + " in service " + service, "id"));
+    }
+    json body = {{"service", service}, {"id", id}};
+    if (load) body["load"] = *load;
+    respond(json_response(200, body));
+  });
+}
+
+}  // namespace registry

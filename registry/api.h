@@ -1,0 +1,65 @@
+// The HTTP registration API as a plain request -> response function, free of
+// sockets and of Beast, so every route and error is testable without a server and
+// the transport (registry/http_server) only moves bytes.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "registry/validation.h"
+#include "store/sqlite_store.h"
+#include "store/writer.h"
+
+namespace registry {
+
+struct HttpRequest {
+  std::string method;  // "GET", "PUT", ...
+  std::string target;  // path and optional query, e.g. /v1/services?x=1
+  std::string content_type;
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;  // JSON
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Allow, ...)
+};
+
+// Renders the error body every failure uses: {"error": message, "field": field|null}.
+HttpResponse error_response(int status, std::string_view message, std::string_view field = {});
+
+class Api {
+ public:
+  using Respond = std::function<void(HttpResponse)>;
+  // Supplies the "listeners"/"cache"/... parts of GET /v1/status from the other
+  // components; the API adds its own database part.
+  using StatusProvider = std::function<void(nlohmann::json& status)>;
+
+  Api(store::SqliteStore& store, store::Writer& writer, CheckDefaults defaults,
+      StatusProvider status_provider = {});
+
+  // Handles one request. `respond` is called exactly once: immediately for reads
+  // and errors, from the writer thread once a write is committed.
+  void handle(const HttpRequest& request, Respond respond);
+
+ private:
+  void list_services(Respond& respond);
+  void get_service(const std::string& service, Respond& respond);
+  void status(Respond& respond);
+  void register_instance(const HttpRequest& request, std::string service, std::string id,
+                         bool server_chose_id, Respond respond);
+  void deregister_instance(std::string service, std::string id, Respond respond);
+  void heartbeat(const HttpRequest& request, std::string service, std::string id,
+                 Respond respond);
+
+  store::SqliteStore& store_;
+  store::Writer& writer_;
+  CheckDefaults defaults_;
+  StatusProvider status_provider_;
+};
+
+}  // namespace registry

@@ -1,0 +1,61 @@
+// The HTTP transport of the registration API: Boost.Beast on an Asio io_context.
+// It only reads requests, hands them to registry::Api and writes the responses;
+// every limit that protects the daemon from slow or abusive clients lives here.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace registry {
+
+class Api;
+
+struct HttpServerOptions {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 8053;  // 0: any free port (see HttpServer::port)
+  std::size_t max_connections = 1024;
+  // A whole request (headers and body) must arrive within this time, which also
+  // bounds how long an idle keep-alive connection is held open.
+  std::chrono::milliseconds request_timeout{10'000};
+  std::chrono::milliseconds write_timeout{10'000};
+  std::size_t max_header_bytes = 8 * 1024;
+  std::size_t max_body_bytes = 64 * 1024;
+};
+
+struct HttpServerStats {
+  std::size_t open_connections = 0;
+  std::uint64_t accepted = 0;
+  std::uint64_t rejected_over_limit = 0;
+  std::uint64_t requests = 0;
+};
+
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, HttpServerOptions options, Api& api);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts accepting; throws std::system_error naming the endpoint when
+  // the address cannot be bound.
+  void start();
+  // The bound port (useful when options.port was 0).
+  std::uint16_t port() const;
+  // Stops accepting and closes idle connections; requests in flight complete and
+  // their connections close after the response. Call on the io_context's thread.
+  void stop();
+  HttpServerStats stats() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace registry

@@ -1,0 +1,51 @@
+#include "store/model.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+namespace store {
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  // inet_pton needs a terminated string; IP literals are short.
+  if (text.empty() || text.size() >= INET6_ADDRSTRLEN) return std::nullopt;
+  char buffer[INET6_ADDRSTRLEN] = {};
+  std::memcpy(buffer, text.data(), text.size());
+  IpAddress address;
+  if (inet_pton(AF_INET, buffer, address.bytes.data()) == 1) {
+    address.family = Family::v4;
+    return address;
+  }
+  if (inet_pton(AF_INET6, buffer, address.bytes.data()) == 1) {
+    address.family = Family::v6;
+    return address;
+  }
+  return std::nullopt;
+}
+
+std::string IpAddress::to_string() const {
+  char buffer[INET6_ADDRSTRLEN] = {};
+  inet_ntop(is_v4() ? AF_INET : AF_INET6, bytes.data(), buffer, sizeof buffer);
+  return buffer;
+}
+
+std::string_view to_string(CheckType type) {
+  switch (type) {
+    case CheckType::http:
+      return "http";
+    case CheckType::tcp:
+      return "tcp";
+    case CheckType::ttl:
+      return "ttl";
+  }
+  return "tcp";
+}
+
+std::optional<CheckType> parse_check_type(std::string_view text) {
+  if (text == "http") return CheckType::http;
+  if (text == "tcp") return CheckType::tcp;
+  if (text == "ttl") return CheckType::ttl;
+  return std::nullopt;
+}
+
+}  // namespace store

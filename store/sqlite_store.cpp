@@ -1,0 +1,365 @@
+#include "store/sqlite_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "store/duration.h"
+
+namespace store {
+namespace {
+
+// Each entry migrates the schema from version (index) to version (index + 1).
+// Never edit a released entry: append a new one.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: services and their instances.
+    R"sql(
+      CREATE TABLE services (
+        name    TEXT PRIMARY KEY,
+        -- Bumped on every committed change; rows are kept when the last instance
+        -- goes so that the version never moves backwards for a cache.
+        version INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE instances (
+        service              TEXT NOT NULL REFERENCES services(name),
+        id                   TEXT NOT NULL,
+        address              TEXT NOT NULL,
+        port                 INTEGER NOT NULL,
+        tags                 TEXT NOT NULL,  -- JSON array of strings
+        meta                 TEXT NOT NULL,  -- JSON object of strings
+        weight               INTEGER NOT NULL,
+        check_type           TEXT NOT NULL,
+        check_path           TEXT NOT NULL,
+        check_port           INTEGER NOT NULL,
+        check_interval_ms    INTEGER NOT NULL,
+        check_timeout_ms     INTEGER NOT NULL,
+        check_ttl_ms         INTEGER NOT NULL,
+        check_failures       INTEGER NOT NULL,
+        registered_at_ms     INTEGER NOT NULL,
+        updated_at_ms        INTEGER NOT NULL,
+        last_check_at_ms     INTEGER,
+        last_heartbeat_at_ms INTEGER,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        load                 REAL,
+        PRIMARY KEY (service, id)
+      ) WITHOUT ROWID;
+    )sql",
+    // 1 -> 2: per-service load-balancing strategy ('' = the daemon's default).
+    R"sql(
+      ALTER TABLE services ADD COLUMN lb_strategy TEXT NOT NULL DEFAULT '';
+    )sql",
+};
+static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
+
+std::int64_t to_ms(TimePoint time) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+}
+TimePoint from_ms(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+
+std::unique_ptr<SQLite::Database> open_connection(const StoreOptions& options) {
+  auto db = std::make_unique<SQLite::Database>(
+      options.path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_FULLMUTEX);
+  db->setBusyTimeout(static_cast<int>(options.busy_timeout.count()));
+  db->exec("PRAGMA journal_mode=WAL");
+  db->exec(options.synchronous_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+  db->exec("PRAGMA foreign_keys=ON");
+  return db;
+}
+
+int read_schema_version(SQLite::Database& db) {
+  if (!db.tableExists("schema_version")) return 0;
+  SQLite::Statement query(db, "SELECT version FROM schema_version");
+  return query.executeStep() ? query.getColumn(0).getInt() : 0;
+}
+
+void migrate(SQLite::Database& db, const std::string& path, int target) {
+  // IMMEDIATE takes the write lock first, so two daemons opening one file at once
+  // cannot both run the same migration.
+  SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+  int version = read_schema_version(db);
+  if (version > SqliteStore::kLatestSchemaVersion) {
+    throw StoreError("database " + path + " has schema version " + std::to_string(version) +
+                     ", newer than this discoveryd supports (" +
+                     std::to_string(SqliteStore::kLatestSchemaVersion) +
+                     "); upgrade discoveryd or restore an older backup");
+  }
+  if (version == 0) {
+    db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+    db.exec("DELETE FROM schema_version");
+    db.exec("INSERT INTO schema_version (version) VALUES (0)");
+  }
+  for (; version < target; ++version) {
+    db.exec(kMigrations[version]);
+    db.exec("UPDATE schema_version SET version = " + std::to_string(version + 1));
+  }
+  transaction.commit();
+}
+
+std::string tags_to_json(const std::vector<std::string>& tags) {
+  return nlohmann::json(tags).dump();
+}
+std::string meta_to_json(const std::map<std::string, std::string>& meta) {
+  return nlohmann::json(meta).dump();
+}
+
+constexpr const char* kInstanceColumns =
+    "service, id, address, port, tags, meta, weight, check_type, check_path, check_port, "
+    "check_interval_ms, check_timeout_ms, check_ttl_ms, check_failures, registered_at_ms, "
+    "updated_at_ms, last_check_at_ms, last_heartbeat_at_ms, consecutive_failures, load";
+
+Instance read_instance_row(SQLite::Statement& row) {
+  Instance instance;
+  Registration& reg = instance.registration;
+  reg.service = row.getColumn(0).getString();
+  reg.id = row.getColumn(1).getString();
+  // The address was validated on the way in; a row that no longer parses means
+  // the file was edited by hand, which read_service reports as corruption.
+  auto address = IpAddress::parse(row.getColumn(2).getString());
+  if (!address) throw StoreError("corrupt address in row " + reg.service + "/" + reg.id);
+  reg.address = *address;
+  reg.port = static_cast<std::uint16_t>(row.getColumn(3).getInt());
+  reg.tags = nlohmann::json::parse(row.getColumn(4).getString()).get<std::vector<std::string>>();
+  reg.meta = nlohmann::json::parse(row.getColumn(5).getString())
+                 .get<std::map<std::string, std::string>>();
+  reg.weight = static_cast<std::uint16_t>(row.getColumn(6).getInt());
+  reg.check.type = parse_check_type(row.getColumn(7).getString()).value_or(CheckType::tcp);
+  reg.check.path = row.getColumn(8).getString();
+  reg.check.port = static_cast<std::uint16_t>(row.getColumn(9).getInt());
+  reg.check.interval = Milliseconds(row.getColumn(10).getInt64());
+  reg.check.timeout = Milliseconds(row.getColumn(11).getInt64());
+  reg.check.ttl = Milliseconds(row.getColumn(12).getInt64());
+  reg.check.failures = static_cast<std::uint32_t>(row.getColumn(13).getInt());
+  instance.registered_at = from_ms(row.getColumn(14).getInt64());
+  instance.updated_at = from_ms(row.getColumn(15).getInt64());
+  if (!row.getColumn(16).isNull()) instance.last_check_at = from_ms(row.getColumn(16).getInt64());
+  if (!row.getColumn(17).isNull()) {
+    instance.last_heartbeat_at = from_ms(row.getColumn(17).getInt64());
+  }
+  instance.consecutive_failures = static_cast<std::uint32_t>(row.getColumn(18).getInt());
+  if (!row.getColumn(19).isNull()) instance.load = row.getColumn(19).getDouble();
+  return instance;
+}
+
+std::optional<Instance> find_instance(SQLite::Database& db, const std::string& service,
+                                      const std::string& id) {
+  SQLite::Statement query(db, std::string("SELECT ") + kInstanceColumns +
+                                  " FROM instances WHERE service = ? AND id = ?");
+  query.bind(1, service);
+  query.bind(2, id);
+  if (!query.executeStep()) return std::nullopt;
+  return read_instance_row(query);
+}
+
+}  // namespace
+
+std::string_view to_string(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::created:
+      return "created";
+    case Outcome::updated:
+      return "updated";
+    case Outcome::unchanged:
+      return "unchanged";
+    case Outcome::removed:
+      return "removed";
+    case Outcome::not_found:
+      return "not_found";
+    case Outcome::failed:
+      return "failed";
+  }
+  return "failed";
+}
+
+SqliteStore::SqliteStore(StoreOptions options, int target_schema_version)
+    : options_(std::move(options)) {
+  try {
+    write_db_ = open_connection(options_);
+    migrate(*write_db_, options_.path, target_schema_version);
+    read_db_ = open_connection(options_);
+  } catch (const SQLite::Exception& error) {
+    throw StoreError("cannot open database " + options_.path + ": " + error.what());
+  }
+}
+
+SqliteStore::~SqliteStore() = default;
+
+std::uint64_t SqliteStore::bump_version(const std::string& service) {
+  SQLite::Statement bump(*write_db_,
+                         "INSERT INTO services (name, version) VALUES (?, 1) "
+                         "ON CONFLICT(name) DO UPDATE SET version = version + 1 "
+                         "RETURNING version");
+  bump.bind(1, service);
+  bump.executeStep();
+  return static_cast<std::uint64_t>(bump.getColumn(0).getInt64());
+}
+
+namespace {
+std::uint64_t current_version(SQLite::Database& db, const std::string& service) {
+  SQLite::Statement query(db, "SELECT version FROM services WHERE name = ?");
+  query.bind(1, service);
+  return query.executeStep() ? static_cast<std::uint64_t>(query.getColumn(0).getInt64()) : 0;
+}
+}  // namespace
+
+MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
+  const Registration& reg = upsert.registration;
+  auto existing = find_instance(*write_db_, reg.service, reg.id);
+  if (existing && existing->registration == reg) {
+    return {Outcome::unchanged, current_version(*write_db_, reg.service), {}};
+  }
+  // A changed registration starts its health history afresh: the failures counted
+  // against an old address or check say nothing about the new one.
+  SQLite::Statement write(
+      *write_db_,
+      std::string("INSERT INTO instances (") + kInstanceColumns +
+          ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,0,NULL) "
+          "ON CONFLICT(service, id) DO UPDATE SET address = excluded.address, "
+          "port = excluded.port, tags = excluded.tags, meta = excluded.meta, "
+          "weight = excluded.weight, check_type = excluded.check_type, "
+          "check_path = excluded.check_path, check_port = excluded.check_port, "
+          "check_interval_ms = excluded.check_interval_ms, "
+          "check_timeout_ms = excluded.check_timeout_ms, check_ttl_ms = excluded.check_ttl_ms, "
+          "check_failures = excluded.check_failures, updated_at_ms = excluded.updated_at_ms, "
+          "consecutive_failures = 0");
+  const std::uint64_t version = bump_version(reg.service);
+  int column = 1;
+  write.bind(column++, reg.service);
+  write.bind(column++, reg.id);
+  write.bind(column++, reg.address.to_string());
+  write.bind(column++, reg.port);
+  write.bind(column++, tags_to_json(reg.tags));
+  write.bind(column++, meta_to_json(reg.meta));
+  write.bind(column++, reg.weight);
+  write.bind(column++, std::string(to_string(reg.check.type)));
+  write.bind(column++, reg.check.path);
+  write.bind(column++, reg.check.port);
+  write.bind(column++, static_cast<std::int64_t>(reg.check.interval.count()));
+  write.bind(column++, static_cast<std::int64_t>(reg.check.timeout.count()));
+  write.bind(column++, static_cast<std::int64_t>(reg.check.ttl.count()));
+  write.bind(column++, static_cast<std::int64_t>(reg.check.failures));
+  write.bind(column++, to_ms(now));
+  write.bind(column++, to_ms(now));
+  write.exec();
+  return {existing ? Outcome::updated : Outcome::created, version, {}};
+}
+
+MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
+  SQLite::Statement remove(*write_db_, "DELETE FROM instances WHERE service = ? AND id = ?");
+  remove.bind(1, deregister.service);
+  remove.bind(2, deregister.id);
+  if (remove.exec() == 0) {
+    return {Outcome::not_found, current_version(*write_db_, deregister.service), {}};
+  }
+  return {Outcome::removed, bump_version(deregister.service), {}};
+}
+
+MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now) {
+  auto existing = find_instance(*write_db_, heartbeat.service, heartbeat.id);
+  if (!existing) {
+    return {Outcome::not_found, current_version(*write_db_, heartbeat.service), {}};
+  }
+  // A heartbeat is proof of life: it also clears the failure count.
+  SQLite::Statement beat(*write_db_,
+                         "UPDATE instances SET last_heartbeat_at_ms = ?, consecutive_failures = 0, "
+                         "load = coalesce(?, load) WHERE service = ? AND id = ?");
+  beat.bind(1, to_ms(now));
+  if (heartbeat.load) {
+    beat.bind(2, *heartbeat.load);
+  } else {
+    beat.bind(2);
+  }
+  beat.bind(3, heartbeat.service);
+  beat.bind(4, heartbeat.id);
+  beat.exec();
+  // Only the reported load can change answers (least-loaded ordering); a plain
+  // heartbeat leaves the version, and so every cache, alone.
+  if (heartbeat.load && existing->load != heartbeat.load) {
+    return {Outcome::updated, bump_version(heartbeat.service), {}};
+  }
+  return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}};
+}
+
+std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations,
+                                               TimePoint now) {
+  std::vector<MutationResult> results;
+  results.reserve(mutations.size());
+  std::lock_guard lock(write_mutex_);
+  try {
+    SQLite::Transaction transaction(*write_db_, SQLite::TransactionBehavior::IMMEDIATE);
+    for (const Mutation& mutation : mutations) {
+      write_db_->exec("SAVEPOINT mutation");
+      try {
+        results.push_back(std::visit([&](const auto& m) { return apply_one(m, now); }, mutation));
+        write_db_->exec("RELEASE mutation");
+      } catch (const std::exception& error) {
+        write_db_->exec("ROLLBACK TO mutation");
+        write_db_->exec("RELEASE mutation");
+        results.push_back({Outcome::failed, 0, error.what()});
+      }
+    }
+    transaction.commit();
+  } catch (const std::exception& error) {
+    // Nothing of this batch was committed (SQLite rolls back a failed COMMIT, and
+    // the Transaction destructor rolls back otherwise).
+    results.assign(mutations.size(), MutationResult{Outcome::failed, 0, error.what()});
+  }
+  return results;
+}
+
+ServiceSnapshot SqliteStore::read_service(std::string_view service) {
+  std::lock_guard lock(read_mutex_);
+  try {
+    ServiceSnapshot snapshot;
+    snapshot.service = std::string(service);
+    // One read transaction: the version and the rows come from the same commit.
+    SQLite::Transaction transaction(*read_db_);
+    snapshot.version = current_version(*read_db_, snapshot.service);
+    SQLite::Statement query(*read_db_, std::string("SELECT ") + kInstanceColumns +
+                                           " FROM instances WHERE service = ? ORDER BY id");
+    query.bind(1, snapshot.service);
+    while (query.executeStep()) snapshot.instances.push_back(read_instance_row(query));
+    transaction.commit();
+    return snapshot;
+  } catch (const StoreError&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw StoreError(std::string("read_service failed: ") + error.what());
+  }
+}
+
+std::vector<ServiceSummary> SqliteStore::list_services() {
+  std::lock_guard lock(read_mutex_);
+  try {
+    std::vector<ServiceSummary> services;
+    SQLite::Statement query(*read_db_,
+                            "SELECT s.name, s.version, count(i.id) FROM services s "
+                            "JOIN instances i ON i.service = s.name GROUP BY s.name ORDER BY s.name");
+    while (query.executeStep()) {
+      services.push_back({query.getColumn(0).getString(),
+                          static_cast<std::uint64_t>(query.getColumn(1).getInt64()),
+                          static_cast<std::size_t>(query.getColumn(2).getInt64())});
+    }
+    return services;
+  } catch (const std::exception& error) {
+    throw StoreError(std::string("list_services failed: ") + error.what());
+  }
+}
+
+int SqliteStore::schema_version() {
+  std::lock_guard lock(read_mutex_);
+  return read_schema_version(*read_db_);
+}
+
+std::string SqliteStore::integrity_check() {
+  std::lock_guard lock(read_mutex_);
+  SQLite::Statement query(*read_db_, "PRAGMA integrity_check");
+  std::string result;
+  while (query.executeStep()) {
+    if (!result.empty()) result += "; ";
+    result += query.getColumn(0).getString();
+  }
+  return result;
+}
+
+}  // namespace store

@@ -1,0 +1,116 @@
+// The source of truth: service instances in a SQLite database (WAL mode).
+//
+// Contract (in the spirit of PowerDNS's DNSBackend):
+//  - read_service() of a service with no instances returns a snapshot with an
+//    empty instance list: "nothing registered" is not an error.
+//  - StoreError is thrown when the database cannot be read or written (I/O error,
+//    disk full, locked beyond the busy timeout). Callers answer 503 / SERVFAIL.
+//  - A mutation reported as applied has been committed durably (synchronous=FULL
+//    by default): a crash of the process or the machine afterwards keeps it.
+#pragma once
+
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "store/model.h"
+
+namespace SQLite {
+class Database;
+}
+
+namespace store {
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Register or update (idempotent: an identical registration changes nothing).
+struct Upsert {
+  Registration registration;
+};
+struct Deregister {
+  std::string service;
+  std::string id;
+};
+struct Heartbeat {
+  std::string service;
+  std::string id;
+  std::optional<double> load;
+};
+using Mutation = std::variant<Upsert, Deregister, Heartbeat>;
+
+enum class Outcome {
+  created,    // a new instance was inserted
+  updated,    // an existing instance changed
+  unchanged,  // the mutation matched the stored state (still a success)
+  removed,    // the instance was deleted
+  not_found,  // the instance did not exist; nothing changed
+  failed,     // the database refused the write; nothing changed (see error)
+};
+std::string_view to_string(Outcome outcome);
+
+struct MutationResult {
+  Outcome outcome = Outcome::failed;
+  std::uint64_t service_version = 0;  // the service's version after the mutation
+  std::string error;                  // only for failed
+  bool changed() const {
+    return outcome == Outcome::created || outcome == Outcome::updated ||
+           outcome == Outcome::removed;
+  }
+};
+
+struct StoreOptions {
+  std::string path;
+  // FULL makes every acknowledged write survive power loss; NORMAL only process
+  // crashes. Group commit (store::Writer) keeps FULL affordable.
+  bool synchronous_full = true;
+  std::chrono::milliseconds busy_timeout{2000};
+};
+
+class SqliteStore {
+ public:
+  static constexpr int kLatestSchemaVersion = 2;
+
+  // Opens (creating if needed) and migrates the database up to
+  // target_schema_version. Throws StoreError if the file holds a newer schema
+  // than this build knows, or cannot be opened. The target is a test hook for
+  // producing databases of older versions.
+  explicit SqliteStore(StoreOptions options, int target_schema_version = kLatestSchemaVersion);
+  ~SqliteStore();
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  // Applies the mutations in one transaction, each under its own savepoint so that
+  // one failing mutation does not undo the others. One result per mutation. If the
+  // commit itself fails, every result is `failed`. Thread-safe.
+  std::vector<MutationResult> apply(std::span<const Mutation> mutations, TimePoint now);
+
+  // One service's instances in one consistent read. Thread-safe.
+  ServiceSnapshot read_service(std::string_view service);
+  // Every service that has at least one instance.
+  std::vector<ServiceSummary> list_services();
+  int schema_version();
+  // Runs PRAGMA integrity_check; returns "ok" when the file is sound.
+  std::string integrity_check();
+  const std::string& path() const { return options_.path; }
+
+ private:
+  MutationResult apply_one(const Upsert& upsert, TimePoint now);
+  MutationResult apply_one(const Deregister& deregister, TimePoint now);
+  MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
+  std::uint64_t bump_version(const std::string& service);
+
+  StoreOptions options_;
+  std::mutex write_mutex_;
+  std::unique_ptr<SQLite::Database> write_db_;
+  std::mutex read_mutex_;
+  std::unique_ptr<SQLite::Database> read_db_;
+};
+
+}  // namespace store

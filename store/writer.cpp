@@ -1,0 +1,93 @@
+#include "store/writer.h"
+
+#include <algorithm>
+
+namespace store {
+namespace {
+// Bounds the work (and the memory of results) one transaction carries.
+constexpr std::size_t kMaxBatch = 512;
+
+const std::string& service_of(const Mutation& mutation) {
+  return std::visit([](const auto& m) -> const std::string& {
+    if constexpr (std::is_same_v<std::decay_t<decltype(m)>, Upsert>) {
+      return m.registration.service;
+    } else {
+      return m.service;
+    }
+  }, mutation);
+}
+}  // namespace
+
+Writer::Writer(SqliteStore& store, CommitListener on_commit, Now now)
+    : store_(store), on_commit_(std::move(on_commit)), now_(std::move(now)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+Writer::~Writer() { stop(); }
+
+void Writer::submit(Mutation mutation, Completion completion) {
+  bool accepted = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      queue_.push_back({std::move(mutation), std::move(completion)});
+      accepted = true;
+    }
+  }
+  if (!accepted) {
+    completion({Outcome::failed, 0, "shutting down"});
+    return;
+  }
+  wake_.notify_one();
+}
+
+void Writer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+Writer::Stats Writer::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void Writer::run() {
+  std::vector<Pending> batch;
+  std::vector<Mutation> mutations;
+  for (;;) {
+    batch.clear();
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      while (!queue_.empty() && batch.size() < kMaxBatch) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    mutations.clear();
+    for (auto& pending : batch) mutations.push_back(std::move(pending.mutation));
+    const auto results = store_.apply(mutations, now_());
+
+    std::vector<std::string> changed;
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (results[i].changed()) changed.push_back(service_of(mutations[i]));
+    }
+    std::sort(changed.begin(), changed.end());
+    changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+    if (!changed.empty() && on_commit_) on_commit_(changed);
+    {
+      std::lock_guard lock(mutex_);
+      ++stats_.commits;
+      stats_.mutations += batch.size();
+      stats_.largest_batch = std::max<std::uint64_t>(stats_.largest_batch, batch.size());
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].completion(results[i]);
+  }
+}
+
+}  // namespace store
