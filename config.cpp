@@ -1,11 +1,11 @@
 #include "config.h"
 
+#include <toml++/toml.h>
 #include <CLI/CLI.hpp>
 #include <charconv>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "store/duration.h"
 #include "store/model.h"
@@ -77,7 +77,7 @@ class TableReader {
 };
 
 void check_log_level(const std::string& level) {
-  static constexpr std::string_view kLevels[] = {"trace", "debug", "info", "warn",
+  static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
                                                  "error", "critical", "off"};
   if (std::find(std::begin(kLevels), std::end(kLevels), level) == std::end(kLevels)) {
     throw ConfigError("log level \"" + level +
@@ -257,8 +257,8 @@ std::variant<Config, int> load(int argc, char** argv) {
       config.check_timeout = parse_duration_setting(*check_timeout, "--check-timeout");
     }
     if (check_failures) {
-      config.check_failures = integer_setting<std::uint32_t>(*check_failures, 1, 100,
-                                                             "--check-failures");
+      config.check_failures =
+          integer_setting<std::uint32_t>(*check_failures, 1, 100, "--check-failures");
     }
     if (ready_file) config.ready_file = *ready_file;
     validate(config);

@@ -51,12 +51,22 @@ int run(const daemon_config::Config& config) {
   store::Writer writer(store, /*on_commit=*/{});
 
   boost::asio::io_context io;
+  registry::HttpServer* http_server = nullptr;
+  const auto report_status = [&](nlohmann::json& status) {
+    const auto stats = http_server->stats();
+    status["http"] = {{"open_connections", stats.open_connections},
+                      {"accepted", stats.accepted},
+                      {"rejected_over_limit", stats.rejected_over_limit},
+                      {"requests", stats.requests}};
+  };
   registry::Api api(store, writer,
-                    {config.check_interval, config.check_timeout, config.check_failures});
+                    {config.check_interval, config.check_timeout, config.check_failures},
+                    report_status);
   registry::HttpServer http(io,
                             {config.http_listen.host, config.http_listen.port,
                              config.http_max_connections, config.http_request_timeout},
                             api);
+  http_server = &http;
   http.start();
   const daemon_config::ListenAddress http_bound{config.http_listen.host, http.port()};
   log->info("HTTP API listening on {}", http_bound.to_string());

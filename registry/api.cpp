@@ -227,9 +227,8 @@ void Api::get_service(const std::string& service, Respond& respond) {
 void Api::status(Respond& respond) {
   json status = {{"status", "serving"}};
   try {
-    status["database"] = {{"status", "ok"},
-                          {"path", store_.path()},
-                          {"schema_version", store_.schema_version()}};
+    status["database"] = {
+        {"status", "ok"}, {"path", store_.path()}, {"schema_version", store_.schema_version()}};
   } catch (const std::exception& error) {
     status["status"] = "degraded";
     status["database"] = {{"status", "error"}, {"error", error.what()}};
@@ -281,9 +280,10 @@ void Api::deregister_instance(std::string service, std::string id, Respond respo
     if (result.outcome == store::Outcome::not_found) {
       return respond(error_response(404, "no instance " + id + " in service " + service, "id"));
     }
-    logger()->info("deregistered service={} id={} version={}", service, id,
-                   result.service_version);
-    respond(json_response(200, {{"service", service}, {"id", id}, {"removed", true},
+    logger()->info("deregistered service={} id={} version={}", service, id, result.service_version);
+    respond(json_response(200, {{"service", service},
+                                {"id", id},
+                                {"removed", true},
                                 {"version", result.service_version}}));
   });
 }

@@ -25,7 +25,7 @@ struct HttpRequest {
 
 struct HttpResponse {
   int status = 200;
-  std::string body;  // JSON
+  std::string body;                                          // JSON
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Allow, ...)
 };
 
@@ -53,8 +53,7 @@ class Api {
   void register_instance(const HttpRequest& request, std::string service, std::string id,
                          bool server_chose_id, Respond respond);
   void deregister_instance(std::string service, std::string id, Respond respond);
-  void heartbeat(const HttpRequest& request, std::string service, std::string id,
-                 Respond respond);
+  void heartbeat(const HttpRequest& request, std::string service, std::string id, Respond respond);
 
   store::SqliteStore& store_;
   store::Writer& writer_;

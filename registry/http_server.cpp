@@ -64,6 +64,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   struct Connection {
     beast::tcp_stream stream;
     bool busy = false;  // a request is being handled or answered
+    // The request being read, so that stop() can tell a half-received request
+    // (which it lets finish) from an idle keep-alive connection (which it closes).
+    const http::request_parser<http::string_body>* reading = nullptr;
     explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   };
 
@@ -82,7 +85,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     auto self = shared_from_this();
     while (!stopping) {
       boost::system::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (ec == asio::error::operation_aborted || stopping) co_return;
         // EMFILE and friends: log, back off briefly, keep serving existing clients.
@@ -125,13 +129,16 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser.body_limit(options.max_body_bytes);
       stream.expires_after(options.request_timeout);
-      co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      connection->reading = &parser;
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      connection->reading = nullptr;
       if (ec) {
         std::optional<HttpResponse> refusal;
         if (ec == http::error::body_limit) {
-          refusal = error_response(413, "request body larger than " +
-                                            std::to_string(options.max_body_bytes) + " bytes",
-                                   "body");
+          refusal = error_response(
+              413, "request body larger than " + std::to_string(options.max_body_bytes) + " bytes",
+              "body");
         } else if (ec == http::error::header_limit) {
           refusal = error_response(431, "request headers larger than " +
                                             std::to_string(options.max_header_bytes) + " bytes");
@@ -144,7 +151,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
           connection->busy = true;
           auto response = to_beast(std::move(*refusal), 11, false);
           stream.expires_after(options.write_timeout);
-          co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+          co_await http::async_write(stream, response,
+                                     asio::redirect_error(asio::use_awaitable, ec));
         }
         break;
       }
@@ -186,16 +194,20 @@ void HttpServer::start() {
   asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
 }
 
-std::uint16_t HttpServer::port() const { return impl_->acceptor.local_endpoint().port(); }
+std::uint16_t HttpServer::port() const {
+  return impl_->acceptor.local_endpoint().port();
+}
 
 void HttpServer::stop() {
   impl_->stopping = true;
   boost::system::error_code ec;
   impl_->acceptor.close(ec);
   for (auto& connection : impl_->connections) {
-    // Idle connections wait in a read; cancelling it ends the session. Busy ones
-    // finish their response and then see `stopping`.
-    if (!connection->busy) connection->stream.cancel();
+    // Idle connections wait in a read; cancelling it ends the session. Busy ones,
+    // and ones in the middle of receiving a request, finish their response (within
+    // the request timeout) and then see `stopping`.
+    const bool receiving = connection->reading && connection->reading->got_some();
+    if (!connection->busy && !receiving) connection->stream.cancel();
   }
 }
 

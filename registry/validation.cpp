@@ -75,16 +75,19 @@ store::HealthCheck parse_check(const json& check, const store::Registration& reg
     if (result.path.empty() || result.path.front() != '/' || result.path.size() > 1024 ||
         std::any_of(result.path.begin(), result.path.end(),
                     [](unsigned char c) { return c <= 0x20 || c == 0x7f; })) {
-      fail("check.path", "must be a URL path starting with '/' (at most 1024 printable characters)");
+      fail("check.path",
+           "must be a URL path starting with '/' (at most 1024 printable characters)");
     }
   } else if (result.type == store::CheckType::http) {
     result.path = "/";
   }
   if (check.contains("port")) {
     if (result.type == store::CheckType::ttl) fail("check.port", "ttl checks have no port");
-    result.port = static_cast<std::uint16_t>(integer_in_range(check["port"], "check.port", 1, 65535));
+    result.port =
+        static_cast<std::uint16_t>(integer_in_range(check["port"], "check.port", 1, 65535));
   }
-  if (check.contains("interval")) result.interval = duration_field(check["interval"], "check.interval");
+  if (check.contains("interval"))
+    result.interval = duration_field(check["interval"], "check.interval");
   if (check.contains("timeout")) {
     if (result.type == store::CheckType::ttl) {
       fail("check.timeout", "ttl checks have no timeout: the instance sends heartbeats");

@@ -55,7 +55,9 @@ static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 std::int64_t to_ms(TimePoint time) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
 }
-TimePoint from_ms(std::int64_t ms) { return TimePoint(std::chrono::milliseconds(ms)); }
+TimePoint from_ms(std::int64_t ms) {
+  return TimePoint(std::chrono::milliseconds(ms));
+}
 
 std::unique_ptr<SQLite::Database> open_connection(const StoreOptions& options) {
   auto db = std::make_unique<SQLite::Database>(
@@ -120,8 +122,8 @@ Instance read_instance_row(SQLite::Statement& row) {
   reg.address = *address;
   reg.port = static_cast<std::uint16_t>(row.getColumn(3).getInt());
   reg.tags = nlohmann::json::parse(row.getColumn(4).getString()).get<std::vector<std::string>>();
-  reg.meta = nlohmann::json::parse(row.getColumn(5).getString())
-                 .get<std::map<std::string, std::string>>();
+  reg.meta =
+      nlohmann::json::parse(row.getColumn(5).getString()).get<std::map<std::string, std::string>>();
   reg.weight = static_cast<std::uint16_t>(row.getColumn(6).getInt());
   reg.check.type = parse_check_type(row.getColumn(7).getString()).value_or(CheckType::tcp);
   reg.check.path = row.getColumn(8).getString();
@@ -280,8 +282,7 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}};
 }
 
-std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations,
-                                               TimePoint now) {
+std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations, TimePoint now) {
   std::vector<MutationResult> results;
   results.reserve(mutations.size());
   std::lock_guard lock(write_mutex_);
@@ -332,9 +333,10 @@ std::vector<ServiceSummary> SqliteStore::list_services() {
   std::lock_guard lock(read_mutex_);
   try {
     std::vector<ServiceSummary> services;
-    SQLite::Statement query(*read_db_,
-                            "SELECT s.name, s.version, count(i.id) FROM services s "
-                            "JOIN instances i ON i.service = s.name GROUP BY s.name ORDER BY s.name");
+    SQLite::Statement query(
+        *read_db_,
+        "SELECT s.name, s.version, count(i.id) FROM services s "
+        "JOIN instances i ON i.service = s.name GROUP BY s.name ORDER BY s.name");
     while (query.executeStep()) {
       services.push_back({query.getColumn(0).getString(),
                           static_cast<std::uint64_t>(query.getColumn(1).getInt64()),

@@ -8,13 +8,15 @@ namespace {
 constexpr std::size_t kMaxBatch = 512;
 
 const std::string& service_of(const Mutation& mutation) {
-  return std::visit([](const auto& m) -> const std::string& {
-    if constexpr (std::is_same_v<std::decay_t<decltype(m)>, Upsert>) {
-      return m.registration.service;
-    } else {
-      return m.service;
-    }
-  }, mutation);
+  return std::visit(
+      [](const auto& m) -> const std::string& {
+        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, Upsert>) {
+          return m.registration.service;
+        } else {
+          return m.service;
+        }
+      },
+      mutation);
 }
 }  // namespace
 
@@ -23,7 +25,9 @@ Writer::Writer(SqliteStore& store, CommitListener on_commit, Now now)
   thread_ = std::thread([this] { run(); });
 }
 
-Writer::~Writer() { stop(); }
+Writer::~Writer() {
+  stop();
+}
 
 void Writer::submit(Mutation mutation, Completion completion) {
   bool accepted = false;

@@ -24,7 +24,8 @@ class Writer {
   using CommitListener = std::function<void(const std::vector<std::string>& changed_services)>;
   using Now = std::function<TimePoint()>;
 
-  Writer(SqliteStore& store, CommitListener on_commit, Now now = [] { return Clock::now(); });
+  Writer(
+      SqliteStore& store, CommitListener on_commit, Now now = [] { return Clock::now(); });
   ~Writer();  // drains the queue, then stops
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

@@ -1,0 +1,118 @@
+#include "config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "tests/support/process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using daemon_config::Config;
+using daemon_config::ConfigError;
+
+std::string error_of(const std::string& toml) {
+  Config config;
+  try {
+    daemon_config::apply_toml(config, toml, "test.toml");
+  } catch (const ConfigError& error) {
+    return error.what();
+  }
+  return "";
+}
+
+TEST(Config, ListenAddressesParseBothFamilies) {
+  auto v4 = daemon_config::parse_listen_address("127.0.0.1:8600", "x");
+  EXPECT_EQ(v4.host, "127.0.0.1");
+  EXPECT_EQ(v4.port, 8600);
+  auto v6 = daemon_config::parse_listen_address("[::1]:53", "x");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.to_string(), "[::1]:53");
+  for (const char* bad : {"127.0.0.1", "localhost:53", "127.0.0.1:65536", "127.0.0.1:x", ":53"}) {
+    EXPECT_THROW(daemon_config::parse_listen_address(bad, "x"), ConfigError) << bad;
+  }
+}
+
+TEST(Config, TomlOverridesDefaults) {
+  Config config;
+  daemon_config::apply_toml(config, R"(
+    [store]
+    path = "/var/lib/discoveryd/registry.db"
+    synchronous = "normal"
+    [http]
+    listen = "0.0.0.0:9000"
+    max_connections = 10
+    request_timeout = "3s"
+    [dns]
+    listen = "[::1]:5300"
+    domain = "sd.example."
+    answer_ttl = 2
+    negative_ttl = 1
+    [health]
+    interval = "10s"
+    timeout = "1s"
+    failures = 5
+    [log]
+    level = "debug"
+  )",
+                            "test.toml");
+  EXPECT_EQ(config.db_path, "/var/lib/discoveryd/registry.db");
+  EXPECT_FALSE(config.db_synchronous_full);
+  EXPECT_EQ(config.http_listen.to_string(), "0.0.0.0:9000");
+  EXPECT_EQ(config.http_max_connections, 10u);
+  EXPECT_EQ(config.http_request_timeout, 3s);
+  EXPECT_EQ(config.dns_listen.to_string(), "[::1]:5300");
+  EXPECT_EQ(config.domain, "sd.example.");
+  EXPECT_EQ(config.dns_answer_ttl, 2u);
+  EXPECT_EQ(config.dns_negative_ttl, 1u);
+  EXPECT_EQ(config.check_interval, 10s);
+  EXPECT_EQ(config.check_timeout, 1s);
+  EXPECT_EQ(config.check_failures, 5u);
+  EXPECT_EQ(config.log_level, "debug");
+}
+
+TEST(Config, ErrorsNameFileAndSetting) {
+  EXPECT_NE(error_of("[http]\nlisten = 5\n").find("http.listen"), std::string::npos);
+  EXPECT_NE(error_of("[http]\nlsten = \"x\"\n").find("http.lsten"), std::string::npos);
+  EXPECT_NE(error_of("[cache]\n").find("[cache]"), std::string::npos);
+  EXPECT_NE(error_of("[health]\ninterval = \"soon\"\n").find("health.interval"), std::string::npos);
+  EXPECT_NE(error_of("[health]\nfailures = 0\n").find("health.failures"), std::string::npos);
+  EXPECT_NE(error_of("this is not toml").find("test.toml:1"), std::string::npos);
+}
+
+TEST(Config, FlagsOverrideTheFile) {
+  test_support::TempDir dir;
+  const auto file = dir.file("c.toml");
+  std::ofstream(file) << "[store]\npath = \"from-file.db\"\n[log]\nlevel = \"warn\"\n";
+  std::vector<std::string> args = {"discoveryd",   "--config",         file, "--db",
+                                   "from-flag.db", "--check-interval", "5s"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  auto loaded = daemon_config::load(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(std::holds_alternative<Config>(loaded));
+  const auto& config = std::get<Config>(loaded);
+  EXPECT_EQ(config.db_path, "from-flag.db");
+  EXPECT_EQ(config.log_level, "warn");
+  EXPECT_EQ(config.check_interval, 5s);
+}
+
+TEST(Config, InconsistentSettingsAreRejected) {
+  std::vector<std::string> args = {"discoveryd", "--check-interval", "1s", "--check-timeout", "2s"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  auto loaded = daemon_config::load(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(std::holds_alternative<int>(loaded));
+  EXPECT_EQ(std::get<int>(loaded), 2);
+}
+
+TEST(Config, TheExampleConfigInTheRepositoryLoads) {
+  std::vector<std::string> args = {"discoveryd", "--config",
+                                   DISCOVERYD_SOURCE_DIR "/discoveryd.example.toml"};
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  auto loaded = daemon_config::load(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(std::holds_alternative<Config>(loaded));
+}
+
+}  // namespace

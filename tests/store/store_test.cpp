@@ -1,0 +1,302 @@
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include "store/duration.h"
+#include "store/sqlite_store.h"
+#include "store/writer.h"
+#include "tests/support/process.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using store::Outcome;
+
+store::Registration make_registration(std::string service, std::string id,
+                                      std::string address = "10.0.0.1", std::uint16_t port = 8080) {
+  store::Registration registration;
+  registration.service = std::move(service);
+  registration.id = std::move(id);
+  registration.address = *store::IpAddress::parse(address);
+  registration.port = port;
+  return registration;
+}
+
+const store::TimePoint kNow = store::TimePoint(std::chrono::milliseconds(1'700'000'000'000));
+
+TEST(Duration, ParsesEveryUnit) {
+  EXPECT_EQ(store::parse_duration("100ms"), 100ms);
+  EXPECT_EQ(store::parse_duration("30s"), 30s);
+  EXPECT_EQ(store::parse_duration("2m"), 2min);
+  EXPECT_EQ(store::parse_duration("1h"), 1h);
+}
+
+TEST(Duration, RejectsMalformedText) {
+  for (const char* text :
+       {"", "30", "s", "-1s", "1.5s", "30 s", "30sec", "1d", "99999999999999h"}) {
+    EXPECT_FALSE(store::parse_duration(text)) << text;
+  }
+}
+
+TEST(Duration, FormatsShortestExactForm) {
+  EXPECT_EQ(store::format_duration(1500ms), "1500ms");
+  EXPECT_EQ(store::format_duration(30s), "30s");
+  EXPECT_EQ(store::format_duration(120s), "2m");
+  EXPECT_EQ(store::format_duration(1h), "1h");
+}
+
+TEST(IpAddress, ParsesLiteralsOnly) {
+  auto v4 = store::IpAddress::parse("10.1.2.3");
+  ASSERT_TRUE(v4);
+  EXPECT_TRUE(v4->is_v4());
+  EXPECT_EQ(v4->to_string(), "10.1.2.3");
+  auto v6 = store::IpAddress::parse("2001:DB8:0:0::1");
+  ASSERT_TRUE(v6);
+  EXPECT_FALSE(v6->is_v4());
+  EXPECT_EQ(v6->to_string(), "2001:db8::1");
+  for (const char* text : {"", "localhost", "10.1.2", "10.1.2.256", "fe80::1%eth0", " 10.1.2.3"}) {
+    EXPECT_FALSE(store::IpAddress::parse(text)) << text;
+  }
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  test_support::TempDir dir;
+  std::string path = dir.file("registry.db");
+
+  static store::MutationResult apply(store::SqliteStore& db, store::Mutation mutation) {
+    return db.apply(std::span(&mutation, 1), kNow)[0];
+  }
+};
+
+TEST_F(SqliteStoreTest, RegisterThenReadBackEveryField) {
+  store::SqliteStore db({path});
+  auto registration = make_registration("orders", "a1", "2001:db8::7", 9090);
+  registration.tags = {"canary", "v2"};
+  registration.meta = {{"zone", "a"}, {"rack", "7"}};
+  registration.weight = 10;
+  registration.check = {store::CheckType::http, "/health", 9091, 5s, 1s, 0ms, 4};
+
+  EXPECT_EQ(apply(db, store::Upsert{registration}).outcome, Outcome::created);
+  const auto snapshot = db.read_service("orders");
+  ASSERT_EQ(snapshot.instances.size(), 1u);
+  const auto& instance = snapshot.instances[0];
+  EXPECT_EQ(instance.registration, registration);
+  EXPECT_EQ(instance.registered_at, kNow);
+  EXPECT_FALSE(instance.last_check_at);
+  EXPECT_EQ(instance.consecutive_failures, 0u);
+  EXPECT_FALSE(instance.load);
+}
+
+TEST_F(SqliteStoreTest, VersionIncreasesOnEveryChangeAndNeverMovesBack) {
+  store::SqliteStore db({path});
+  auto registration = make_registration("orders", "a1");
+  EXPECT_EQ(apply(db, store::Upsert{registration}).service_version, 1u);
+  // Identical re-registration: idempotent, no new version.
+  auto same = apply(db, store::Upsert{registration});
+  EXPECT_EQ(same.outcome, Outcome::unchanged);
+  EXPECT_EQ(same.service_version, 1u);
+  registration.port = 8081;
+  auto updated = apply(db, store::Upsert{registration});
+  EXPECT_EQ(updated.outcome, Outcome::updated);
+  EXPECT_EQ(updated.service_version, 2u);
+  EXPECT_EQ(apply(db, store::Deregister{"orders", "a1"}).service_version, 3u);
+  EXPECT_EQ(db.read_service("orders").version, 3u);
+  EXPECT_TRUE(db.read_service("orders").instances.empty());
+  // Re-creating the service continues from the old version.
+  EXPECT_EQ(apply(db, store::Upsert{registration}).service_version, 4u);
+}
+
+TEST_F(SqliteStoreTest, DeregisterAndHeartbeatOfUnknownInstanceAreNotFound) {
+  store::SqliteStore db({path});
+  EXPECT_EQ(apply(db, store::Deregister{"orders", "nope"}).outcome, Outcome::not_found);
+  EXPECT_EQ(apply(db, store::Heartbeat{"orders", "nope", 1.0}).outcome, Outcome::not_found);
+}
+
+TEST_F(SqliteStoreTest, HeartbeatRecordsTimeAndLoadAndOnlyLoadChangesVersion) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  auto plain = apply(db, store::Heartbeat{"orders", "a1", std::nullopt});
+  EXPECT_EQ(plain.outcome, Outcome::unchanged);
+  EXPECT_EQ(plain.service_version, 1u);
+  auto with_load = apply(db, store::Heartbeat{"orders", "a1", 12.5});
+  EXPECT_EQ(with_load.outcome, Outcome::updated);
+  EXPECT_EQ(with_load.service_version, 2u);
+  const auto instance = db.read_service("orders").instances.at(0);
+  EXPECT_EQ(instance.load, 12.5);
+  EXPECT_EQ(instance.last_heartbeat_at, kNow);
+  // The same load again is not a change.
+  EXPECT_EQ(apply(db, store::Heartbeat{"orders", "a1", 12.5}).outcome, Outcome::unchanged);
+}
+
+TEST_F(SqliteStoreTest, ListsOnlyServicesWithInstances) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  apply(db, store::Upsert{make_registration("orders", "a2")});
+  apply(db, store::Upsert{make_registration("payments", "p1")});
+  apply(db, store::Deregister{"payments", "p1"});
+  const auto services = db.list_services();
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_EQ(services[0].service, "orders");
+  EXPECT_EQ(services[0].instance_count, 2u);
+}
+
+TEST_F(SqliteStoreTest, BatchAppliesEachMutationIndependently) {
+  store::SqliteStore db({path});
+  std::vector<store::Mutation> batch = {
+      store::Upsert{make_registration("orders", "a1")},
+      store::Deregister{"orders", "missing"},
+      store::Upsert{make_registration("orders", "a2")},
+  };
+  const auto results = db.apply(batch, kNow);
+  ASSERT_EQ(results.size(), 3u);
+  EXPECT_EQ(results[0].outcome, Outcome::created);
+  EXPECT_EQ(results[1].outcome, Outcome::not_found);
+  EXPECT_EQ(results[2].outcome, Outcome::created);
+  EXPECT_EQ(db.read_service("orders").instances.size(), 2u);
+}
+
+TEST_F(SqliteStoreTest, DataSurvivesReopen) {
+  {
+    store::SqliteStore db({path});
+    apply(db, store::Upsert{make_registration("orders", "a1")});
+  }
+  store::SqliteStore db({path});
+  EXPECT_EQ(db.read_service("orders").instances.size(), 1u);
+  EXPECT_EQ(db.integrity_check(), "ok");
+}
+
+TEST_F(SqliteStoreTest, UsesWalJournal) {
+  store::SqliteStore db({path});
+  SQLite::Database raw(path);
+  SQLite::Statement mode(raw, "PRAGMA journal_mode");
+  ASSERT_TRUE(mode.executeStep());
+  EXPECT_EQ(mode.getColumn(0).getString(), "wal");
+}
+
+TEST_F(SqliteStoreTest, MigratesAnOlderSchemaKeepingItsRows) {
+  {
+    store::SqliteStore old_db({path}, /*target_schema_version=*/1);
+    EXPECT_EQ(old_db.schema_version(), 1);
+    // Write through SQL: a version-1 database has no lb_strategy column yet.
+    SQLite::Database raw(path, SQLite::OPEN_READWRITE);
+    EXPECT_THROW(raw.exec("SELECT lb_strategy FROM services"), SQLite::Exception);
+    raw.exec("INSERT INTO services (name, version) VALUES ('orders', 7)");
+    raw.exec(
+        "INSERT INTO instances (service, id, address, port, tags, meta, weight, check_type, "
+        "check_path, check_port, check_interval_ms, check_timeout_ms, check_ttl_ms, "
+        "check_failures, registered_at_ms, updated_at_ms) VALUES ('orders', 'a1', '10.0.0.9', "
+        "80, '[\"v1\"]', '{}', 3, 'tcp', '', 0, 0, 0, 0, 0, 1, 1)");
+  }
+  store::SqliteStore db({path});
+  EXPECT_EQ(db.schema_version(), store::SqliteStore::kLatestSchemaVersion);
+  const auto snapshot = db.read_service("orders");
+  EXPECT_EQ(snapshot.version, 7u);
+  ASSERT_EQ(snapshot.instances.size(), 1u);
+  EXPECT_EQ(snapshot.instances[0].registration.address.to_string(), "10.0.0.9");
+  EXPECT_EQ(snapshot.instances[0].registration.tags, std::vector<std::string>{"v1"});
+  SQLite::Database raw(path);
+  EXPECT_NO_THROW(raw.exec("SELECT lb_strategy FROM services"));
+}
+
+TEST_F(SqliteStoreTest, RefusesANewerSchemaWithAClearError) {
+  { store::SqliteStore db({path}); }
+  {
+    SQLite::Database raw(path, SQLite::OPEN_READWRITE);
+    raw.exec("UPDATE schema_version SET version = 99");
+  }
+  try {
+    store::SqliteStore db({path});
+    FAIL() << "opened a database from the future";
+  } catch (const store::StoreError& error) {
+    EXPECT_NE(std::string(error.what()).find("schema version 99"), std::string::npos)
+        << error.what();
+    EXPECT_NE(std::string(error.what()).find("newer"), std::string::npos) << error.what();
+  }
+}
+
+TEST_F(SqliteStoreTest, WritesFailCleanlyWhenTheDatabaseIsLocked) {
+  store::SqliteStore db({path, true, 50ms});
+  SQLite::Database locker(path, SQLite::OPEN_READWRITE);
+  locker.exec("BEGIN IMMEDIATE");
+  const auto result = apply(db, store::Upsert{make_registration("orders", "a1")});
+  EXPECT_EQ(result.outcome, Outcome::failed);
+  EXPECT_FALSE(result.error.empty());
+  locker.exec("ROLLBACK");
+  EXPECT_EQ(apply(db, store::Upsert{make_registration("orders", "a1")}).outcome, Outcome::created);
+}
+
+TEST_F(SqliteStoreTest, WriterGroupsConcurrentMutationsIntoFewCommits) {
+  store::SqliteStore db({path});
+  std::vector<std::string> notified;
+  store::Writer writer(db, [&](const std::vector<std::string>& services) {
+    notified.insert(notified.end(), services.begin(), services.end());
+  });
+  constexpr int kWrites = 400;
+  std::vector<std::promise<store::MutationResult>> promises(kWrites);
+  for (int i = 0; i < kWrites; ++i) {
+    writer.submit(
+        store::Upsert{make_registration("svc" + std::to_string(i % 4), "i" + std::to_string(i))},
+        [&, i](const store::MutationResult& result) { promises[i].set_value(result); });
+  }
+  for (auto& promise : promises) {
+    EXPECT_EQ(promise.get_future().get().outcome, Outcome::created);
+  }
+  const auto stats = writer.stats();
+  EXPECT_EQ(stats.mutations, static_cast<std::uint64_t>(kWrites));
+  EXPECT_LT(stats.commits, static_cast<std::uint64_t>(kWrites));  // batching happened
+  EXPECT_GT(stats.largest_batch, 1u);
+  std::size_t total = 0;
+  for (int s = 0; s < 4; ++s) total += db.read_service("svc" + std::to_string(s)).instances.size();
+  EXPECT_EQ(total, static_cast<std::size_t>(kWrites));
+  writer.stop();
+  std::sort(notified.begin(), notified.end());
+  notified.erase(std::unique(notified.begin(), notified.end()), notified.end());
+  EXPECT_EQ(notified, (std::vector<std::string>{"svc0", "svc1", "svc2", "svc3"}));
+}
+
+TEST_F(SqliteStoreTest, WriterNotifiesChangedServicesBeforeCompleting) {
+  store::SqliteStore db({path});
+  std::promise<void> notified;
+  std::atomic<bool> notified_flag{false};
+  std::vector<std::string> services;
+  store::Writer writer(db, [&](const std::vector<std::string>& changed) {
+    services = changed;
+    notified_flag = true;
+  });
+  std::promise<bool> completion_saw_notification;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult&) {
+                  completion_saw_notification.set_value(notified_flag.load());
+                });
+  EXPECT_TRUE(completion_saw_notification.get_future().get());
+  writer.stop();
+  EXPECT_EQ(services, std::vector<std::string>{"orders"});
+}
+
+TEST_F(SqliteStoreTest, WriterDoesNotNotifyForUnchangedState) {
+  store::SqliteStore db({path});
+  int notifications = 0;
+  store::Writer writer(db, [&](const std::vector<std::string>&) { ++notifications; });
+  std::promise<void> done;
+  writer.submit(store::Deregister{"orders", "nope"},
+                [&](const store::MutationResult&) { done.set_value(); });
+  done.get_future().wait();
+  writer.stop();
+  EXPECT_EQ(notifications, 0);
+}
+
+TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
+  store::SqliteStore db({path});
+  store::Writer writer(db, {});
+  writer.stop();
+  store::MutationResult result;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult& r) { result = r; });
+  EXPECT_EQ(result.outcome, Outcome::failed);
+}
+
+}  // namespace
