@@ -282,6 +282,47 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}};
 }
 
+MutationResult SqliteStore::apply_one(const RemoveUnhealthy& removal, TimePoint) {
+  auto existing = find_instance(*write_db_, removal.service, removal.id);
+  if (!existing) return {Outcome::not_found, current_version(*write_db_, removal.service), {}};
+  if (existing->updated_at != removal.probed_updated_at ||
+      existing->last_heartbeat_at != removal.probed_last_heartbeat_at) {
+    return {Outcome::unchanged, current_version(*write_db_, removal.service), {}};
+  }
+  return apply_one(Deregister{removal.service, removal.id}, {});
+}
+
+MutationResult SqliteStore::apply_one(const RecordChecks& checks, TimePoint) {
+  SQLite::Statement update(*write_db_,
+                           "UPDATE instances SET last_check_at_ms = ?, consecutive_failures = ? "
+                           "WHERE service = ? AND id = ?");
+  for (const CheckRecord& record : checks.records) {
+    update.bind(1, to_ms(record.checked_at));
+    update.bind(2, static_cast<std::int64_t>(record.consecutive_failures));
+    update.bind(3, record.service);
+    update.bind(4, record.id);
+    update.exec();  // an instance removed meanwhile simply matches no row
+    update.reset();
+  }
+  return {Outcome::unchanged, 0, {}};
+}
+
+const std::string& service_of(const Mutation& mutation) {
+  static const std::string kNone;
+  return std::visit(
+      [](const auto& m) -> const std::string& {
+        using Type = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<Type, Upsert>) {
+          return m.registration.service;
+        } else if constexpr (std::is_same_v<Type, RecordChecks>) {
+          return kNone;
+        } else {
+          return m.service;
+        }
+      },
+      mutation);
+}
+
 std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations, TimePoint now) {
   std::vector<MutationResult> results;
   results.reserve(mutations.size());
@@ -345,6 +386,21 @@ std::vector<ServiceSummary> SqliteStore::list_services() {
     return services;
   } catch (const std::exception& error) {
     throw StoreError(std::string("list_services failed: ") + error.what());
+  }
+}
+
+std::vector<Instance> SqliteStore::read_all_instances() {
+  std::lock_guard lock(read_mutex_);
+  try {
+    std::vector<Instance> instances;
+    SQLite::Statement query(*read_db_, std::string("SELECT ") + kInstanceColumns +
+                                           " FROM instances ORDER BY service, id");
+    while (query.executeStep()) instances.push_back(read_instance_row(query));
+    return instances;
+  } catch (const StoreError&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw StoreError(std::string("read_all_instances failed: ") + error.what());
   }
 }
 

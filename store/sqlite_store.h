@@ -43,7 +43,32 @@ struct Heartbeat {
   std::string id;
   std::optional<double> load;
 };
-using Mutation = std::variant<Upsert, Deregister, Heartbeat>;
+// The health checker's verdict: remove an instance that failed its checks. It is
+// conditional on the instance being the one that was probed: if it re-registered
+// (updated_at moved) or sent a heartbeat (last_heartbeat_at moved) since, it is
+// alive again and stays (outcome `unchanged`).
+struct RemoveUnhealthy {
+  std::string service;
+  std::string id;
+  TimePoint probed_updated_at;
+  std::optional<TimePoint> probed_last_heartbeat_at;
+};
+// Health bookkeeping, written in batches (one per second, say) so that probing
+// 100k instances does not mean thousands of transactions a second. It does not
+// change answers, so it does not bump versions.
+struct CheckRecord {
+  std::string service;
+  std::string id;
+  TimePoint checked_at;
+  std::uint32_t consecutive_failures = 0;
+};
+struct RecordChecks {
+  std::vector<CheckRecord> records;
+};
+using Mutation = std::variant<Upsert, Deregister, Heartbeat, RemoveUnhealthy, RecordChecks>;
+// The service a mutation changes (empty for RecordChecks, which spans services
+// and changes no answer).
+const std::string& service_of(const Mutation& mutation);
 
 enum class Outcome {
   created,    // a new instance was inserted
@@ -95,6 +120,9 @@ class SqliteStore {
   ServiceSnapshot read_service(std::string_view service);
   // Every service that has at least one instance.
   std::vector<ServiceSummary> list_services();
+  // Every instance of every service, ordered by service then id (the health
+  // checker's start-up and periodic resynchronisation).
+  std::vector<Instance> read_all_instances();
   int schema_version();
   // Runs PRAGMA integrity_check; returns "ok" when the file is sound.
   std::string integrity_check();
@@ -104,6 +132,8 @@ class SqliteStore {
   MutationResult apply_one(const Upsert& upsert, TimePoint now);
   MutationResult apply_one(const Deregister& deregister, TimePoint now);
   MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
+  MutationResult apply_one(const RemoveUnhealthy& removal, TimePoint now);
+  MutationResult apply_one(const RecordChecks& checks, TimePoint now);
   std::uint64_t bump_version(const std::string& service);
 
   StoreOptions options_;

@@ -7,17 +7,6 @@ namespace {
 // Bounds the work (and the memory of results) one transaction carries.
 constexpr std::size_t kMaxBatch = 512;
 
-const std::string& service_of(const Mutation& mutation) {
-  return std::visit(
-      [](const auto& m) -> const std::string& {
-        if constexpr (std::is_same_v<std::decay_t<decltype(m)>, Upsert>) {
-          return m.registration.service;
-        } else {
-          return m.service;
-        }
-      },
-      mutation);
-}
 }  // namespace
 
 Writer::Writer(SqliteStore& store, CommitListener on_commit, Now now)
@@ -83,7 +72,7 @@ void Writer::run() {
     }
     std::sort(changed.begin(), changed.end());
     changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-    if (!changed.empty() && on_commit_) on_commit_(changed);
+    if (on_commit_) on_commit_(Commit{changed, mutations, results});
     {
       std::lock_guard lock(mutex_);
       ++stats_.commits;

@@ -18,10 +18,18 @@ namespace store {
 class Writer {
  public:
   using Completion = std::function<void(const MutationResult&)>;
-  // Called on the writer thread after each commit, before any completion runs,
-  // with the services whose version changed. This is where caches are invalidated:
-  // by the time a client sees its write acknowledged, no cache holds the old state.
-  using CommitListener = std::function<void(const std::vector<std::string>& changed_services)>;
+  // What one commit did. `changed_services` are the services whose version moved
+  // (sorted, unique); `mutations` and `results` are the whole batch, for
+  // listeners that follow individual instances (the health checker).
+  struct Commit {
+    const std::vector<std::string>& changed_services;
+    const std::vector<Mutation>& mutations;
+    const std::vector<MutationResult>& results;
+  };
+  // Called on the writer thread after each commit, before any completion runs.
+  // This is where caches are invalidated: by the time a client sees its write
+  // acknowledged, no cache holds the old state.
+  using CommitListener = std::function<void(const Commit& commit)>;
   using Now = std::function<TimePoint()>;
 
   Writer(

@@ -144,6 +144,56 @@ TEST_F(SqliteStoreTest, ListsOnlyServicesWithInstances) {
   EXPECT_EQ(services[0].instance_count, 2u);
 }
 
+TEST_F(SqliteStoreTest, RemoveUnhealthyRemovesOnlyTheInstanceThatWasProbed) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  apply(db, store::Upsert{make_registration("orders", "a2")});
+  const auto probed = db.read_service("orders").instances;
+  // a2 sends a heartbeat after the probe started: it is alive and must stay.
+  apply(db, store::Heartbeat{"orders", "a2", std::nullopt});
+  auto removed = apply(db, store::RemoveUnhealthy{"orders", "a1", probed[0].updated_at,
+                                                  probed[0].last_heartbeat_at});
+  EXPECT_EQ(removed.outcome, Outcome::removed);
+  auto kept = apply(db, store::RemoveUnhealthy{"orders", "a2", probed[1].updated_at,
+                                               probed[1].last_heartbeat_at});
+  EXPECT_EQ(kept.outcome, Outcome::unchanged);
+  EXPECT_EQ(apply(db, store::RemoveUnhealthy{"orders", "a1", probed[0].updated_at, {}}).outcome,
+            Outcome::not_found);
+  const auto left = db.read_service("orders").instances;
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id(), "a2");
+}
+
+TEST_F(SqliteStoreTest, RemoveUnhealthyKeepsAReRegisteredInstance) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  const auto probed = db.read_service("orders").instances.at(0);
+  // Re-registered at a new address (later clock) after the probe.
+  store::Mutation moved = store::Upsert{make_registration("orders", "a1", "10.0.0.2")};
+  db.apply(std::span(&moved, 1), kNow + 1s);
+  EXPECT_EQ(apply(db, store::RemoveUnhealthy{"orders", "a1", probed.updated_at, {}}).outcome,
+            Outcome::unchanged);
+  EXPECT_EQ(db.read_service("orders").instances.size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, RecordChecksStoresHealthDataWithoutChangingVersions) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  apply(db, store::Upsert{make_registration("payments", "p1")});
+  const auto result = apply(db, store::RecordChecks{{{"orders", "a1", kNow + 5s, 2},
+                                                     {"payments", "p1", kNow + 6s, 0},
+                                                     {"orders", "gone", kNow, 1}}});
+  EXPECT_EQ(result.outcome, Outcome::unchanged);
+  const auto all = db.read_all_instances();
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].id(), "a1");
+  EXPECT_EQ(all[0].consecutive_failures, 2u);
+  EXPECT_EQ(all[0].last_check_at, kNow + 5s);
+  EXPECT_EQ(all[1].id(), "p1");
+  EXPECT_EQ(all[1].last_check_at, kNow + 6s);
+  EXPECT_EQ(db.read_service("orders").version, 1u);
+}
+
 TEST_F(SqliteStoreTest, BatchAppliesEachMutationIndependently) {
   store::SqliteStore db({path});
   std::vector<store::Mutation> batch = {
@@ -232,8 +282,9 @@ TEST_F(SqliteStoreTest, WritesFailCleanlyWhenTheDatabaseIsLocked) {
 TEST_F(SqliteStoreTest, WriterGroupsConcurrentMutationsIntoFewCommits) {
   store::SqliteStore db({path});
   std::vector<std::string> notified;
-  store::Writer writer(db, [&](const std::vector<std::string>& services) {
-    notified.insert(notified.end(), services.begin(), services.end());
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    notified.insert(notified.end(), commit.changed_services.begin(),
+                    commit.changed_services.end());
   });
   constexpr int kWrites = 400;
   std::vector<std::promise<store::MutationResult>> promises(kWrites);
@@ -263,8 +314,8 @@ TEST_F(SqliteStoreTest, WriterNotifiesChangedServicesBeforeCompleting) {
   std::promise<void> notified;
   std::atomic<bool> notified_flag{false};
   std::vector<std::string> services;
-  store::Writer writer(db, [&](const std::vector<std::string>& changed) {
-    services = changed;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    services = commit.changed_services;
     notified_flag = true;
   });
   std::promise<bool> completion_saw_notification;
@@ -277,16 +328,21 @@ TEST_F(SqliteStoreTest, WriterNotifiesChangedServicesBeforeCompleting) {
   EXPECT_EQ(services, std::vector<std::string>{"orders"});
 }
 
-TEST_F(SqliteStoreTest, WriterDoesNotNotifyForUnchangedState) {
+TEST_F(SqliteStoreTest, WriterReportsNoChangedServiceForUnchangedState) {
   store::SqliteStore db({path});
   int notifications = 0;
-  store::Writer writer(db, [&](const std::vector<std::string>&) { ++notifications; });
+  std::size_t mutations_seen = 0;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    notifications += static_cast<int>(commit.changed_services.size());
+    mutations_seen += commit.mutations.size();
+  });
   std::promise<void> done;
   writer.submit(store::Deregister{"orders", "nope"},
                 [&](const store::MutationResult&) { done.set_value(); });
   done.get_future().wait();
   writer.stop();
   EXPECT_EQ(notifications, 0);
+  EXPECT_EQ(mutations_seen, 1u);
 }
 
 TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
