@@ -1,0 +1,50 @@
+// Settings of the DNS front end, filled from the daemon's configuration.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace dns {
+
+struct Options {
+  // The zone apex; every dynamic name lives below it. Must match the SOA owner of
+  // the zone file.
+  std::string domain = "discovery.";
+  // RFC 1035 master file with the apex SOA and NS and any static records.
+  std::string zone_file = "zones/discovery.zone";
+
+  std::string listen_address = "127.0.0.1";
+  std::uint16_t listen_port = 8600;  // 0: let the kernel pick (see Server endpoints)
+
+  // TTL of dynamic answers (A/AAAA/SRV built from the registry). Short on purpose:
+  // instances come and go (health checks remove dead ones within seconds) and
+  // resolvers must not keep routing clients to an instance that is gone. Five
+  // seconds still lets a busy client's resolver absorb most repeated lookups.
+  std::uint32_t answer_ttl = 5;
+  // TTL of the SOA in negative answers; unset: min(SOA TTL, SOA MINIMUM) per
+  // RFC 2308 section 5.
+  std::optional<std::uint32_t> negative_ttl;
+
+  // Our EDNS UDP payload size: the cap on the client's advertised size and the size
+  // we advertise. 1232 avoids IP fragmentation on any path (DNS flag day 2020).
+  std::uint16_t max_udp_payload = 1232;
+
+  // CHAOS TXT answers; empty means REFUSED for that name.
+  std::string version_bind;  // version.bind, version.server
+  std::string id_server;     // id.server, hostname.bind
+
+  std::chrono::milliseconds tcp_idle_timeout{10000};
+  std::size_t max_tcp_connections = 256;
+
+  // SRV priority of every instance: all instances are equal, weight spreads load.
+  std::uint16_t srv_priority = 1;
+  // RFC 2782 forbids compressing the SRV target; every client library we know
+  // decompresses it anyway. Compression roughly halves an SRV answer, letting
+  // about twice as many instances fit a TCP message (65535 bytes).
+  bool compress_srv_targets = false;
+};
+
+}  // namespace dns

@@ -1,0 +1,128 @@
+#include "dns/record_builders.h"
+
+#include <algorithm>
+
+#include "dns/layout.h"
+
+namespace dns {
+
+namespace {
+
+constexpr std::size_t kMaxPointerOffset = 0x3FFF;
+// SRV RDATA: PRIORITY, WEIGHT, PORT, then TARGET.
+constexpr std::size_t kSrvTargetOffset = 6;
+
+std::uint16_t address_type(const store::IpAddress& address) {
+  return address.is_v4() ? rrtype::a : rrtype::aaaa;
+}
+
+bool add_address_record(MessageBuilder& message, Section section, Owner owner,
+                        const store::IpAddress& address, std::uint32_t ttl) {
+  return message.add_record(section, owner, address_type(address), rrclass::in, ttl,
+                            std::span<const std::uint8_t>(address.bytes.data(), address.size()));
+}
+
+std::optional<Name> srv_target(const store::Instance& instance, const Name& apex) {
+  return Name::from_labels({instance.id(), instance.service(), layout::kInstanceLabel}, apex);
+}
+
+}  // namespace
+
+InstanceSelection::InstanceSelection(const store::ServiceSnapshot& snapshot, std::string_view tag,
+                                     std::string_view instance_id, std::size_t rotation)
+    : snapshot_(snapshot), tag_(tag), instance_id_(instance_id) {
+  const auto& instances = snapshot.instances;
+  if (!instance_id.empty()) {
+    // Instances are ordered by id: one binary search finds the target.
+    const auto it = std::ranges::lower_bound(
+        instances, instance_id, {},
+        [](const store::Instance& i) -> std::string_view { return i.id(); });
+    if (it != instances.end() && it->id() == instance_id) {
+      first_ = static_cast<std::size_t>(it - instances.begin());
+      count_ = 1;
+    }
+    return;
+  }
+  count_ = instances.size();
+  first_ = count_ == 0 ? 0 : rotation % count_;
+}
+
+bool InstanceSelection::selects(const store::Instance& instance) const {
+  if (tag_.empty()) return true;
+  const auto& tags = instance.registration.tags;  // sorted
+  return std::ranges::binary_search(tags, tag_, {},
+                                    [](const std::string& t) -> std::string_view { return t; });
+}
+
+const store::Instance* InstanceSelection::next(std::size_t& cursor) const {
+  const auto& instances = snapshot_.instances;
+  while (cursor < count_) {
+    std::size_t index = first_ + cursor++;
+    if (index >= instances.size()) index -= instances.size();
+    if (selects(instances[index])) return &instances[index];
+  }
+  return nullptr;
+}
+
+bool InstanceSelection::empty() const {
+  std::size_t cursor = 0;
+  return next(cursor) == nullptr;
+}
+
+bool add_address_records(MessageBuilder& message, Section section, Owner owner,
+                         const InstanceSelection& selection, std::uint16_t type,
+                         std::uint32_t ttl) {
+  std::size_t cursor = 0;
+  while (const store::Instance* instance = selection.next(cursor)) {
+    const store::IpAddress& address = instance->registration.address;
+    if (address_type(address) != type) continue;
+    if (!add_address_record(message, section, owner, address, ttl)) return false;
+  }
+  return true;
+}
+
+bool add_srv_records(MessageBuilder& message, const InstanceSelection& selection,
+                     const RecordSettings& settings) {
+  std::size_t cursor = 0;
+  while (const store::Instance* instance = selection.next(cursor)) {
+    const auto target = srv_target(*instance, settings.apex);
+    if (!target) continue;  // id + service + apex longer than a name may be
+    const store::Registration& registration = instance->registration;
+    const bool added = message.add_record(
+        Section::answer, Owner::question(), rrtype::srv, rrclass::in, settings.ttl,
+        [&](MessageBuilder& m) {
+          return m.put_u16(settings.srv_priority) && m.put_u16(registration.weight) &&
+                 m.put_u16(registration.port) && m.put_name(*target, settings.compress_srv_targets);
+        });
+    if (!added) return false;
+  }
+  return true;
+}
+
+bool add_srv_target_addresses(MessageBuilder& message, const InstanceSelection& selection,
+                              const RecordSettings& settings) {
+  std::size_t cursor = 0;
+  bool complete = true;
+  message.for_each_record(Section::answer, [&](std::size_t rdata_offset, std::size_t) {
+    const store::Instance* instance = complete ? selection.next(cursor) : nullptr;
+    // Skip instances whose target could not be written, as add_srv_records did.
+    while (instance != nullptr && !srv_target(*instance, settings.apex)) {
+      instance = selection.next(cursor);
+    }
+    if (instance == nullptr) return;
+    const std::size_t target_offset = rdata_offset + kSrvTargetOffset;
+    const store::IpAddress& address = instance->registration.address;
+    if (target_offset <= kMaxPointerOffset) {
+      const auto owner = Owner::pointer(static_cast<std::uint16_t>(target_offset));
+      complete = add_address_record(message, Section::additional, owner, address, settings.ttl);
+    } else {
+      // Beyond the reach of a compression pointer: spell the name out.
+      const Name target = *srv_target(*instance, settings.apex);
+      complete = add_address_record(message, Section::additional, Owner::name(target), address,
+                                    settings.ttl);
+    }
+  });
+  return complete;
+}
+
+}  // namespace dns

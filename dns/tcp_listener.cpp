@@ -1,0 +1,294 @@
+#include "dns/tcp_listener.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+#include "dns/wire.h"
+
+namespace dns {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr std::size_t kFramePrefix = 2;
+constexpr std::size_t kMaxFrame = kFramePrefix + kMaxMessageSize;
+constexpr std::size_t kInitialInputSize = 4096;
+// Stop answering (and reading) while this much output waits for a slow reader.
+constexpr std::size_t kMaxQueuedOutput = 256 * 1024;
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+}  // namespace
+
+// One client connection. Reads frames, answers them in order (pausing while a
+// service is fetched), writes the answers back; closes when idle, on error, or
+// after the client closed its side and every answer has been written.
+class TcpSession : public std::enable_shared_from_this<TcpSession> {
+ public:
+  TcpSession(tcp::socket socket, std::shared_ptr<TcpListener> listener)
+      : socket_(std::move(socket)),
+        idle_timer_(socket_.get_executor()),
+        listener_(std::move(listener)),
+        context_(*listener_->context_),
+        input_(kInitialInputSize) {
+    listener_->sessions_.insert(this);
+    context_.stats.tcp_connections_open.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  ~TcpSession() {
+    listener_->sessions_.erase(this);
+    context_.stats.tcp_connections_open.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void start() {
+    touch();
+    wait_idle();
+    read();
+  }
+
+  void close() {
+    if (closed_) return;
+    closed_ = true;
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    idle_timer_.cancel();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  void touch() { deadline_ = Clock::now() + context_.options.tcp_idle_timeout; }
+
+  void wait_idle() {
+    idle_timer_.expires_at(deadline_);
+    idle_timer_.async_wait([self = shared_from_this()](const error_code& error) {
+      if (error || self->closed_) return;
+      // A query waiting for the store is not idleness (RFC 7766 section 6.2.3).
+      if (Clock::now() >= self->deadline_ && !self->awaiting_lookup_) {
+        Stats::bump(self->context_.stats.tcp_connections_idle_closed);
+        self->close();
+        return;
+      }
+      if (self->awaiting_lookup_) self->touch();
+      self->wait_idle();
+    });
+  }
+
+  bool output_full() const { return queued_output_.size() >= kMaxQueuedOutput; }
+
+  void read() {
+    if (reading_ || closed_ || peer_closed_ || awaiting_lookup_ || output_full()) return;
+    if (input_size_ == input_.size()) {
+      // Everything buffered is one partial frame; a frame never exceeds kMaxFrame.
+      if (input_.size() >= kMaxFrame) return;
+      input_.resize(std::min(input_.size() * 2, kMaxFrame));
+    }
+    reading_ = true;
+    socket_.async_read_some(
+        asio::buffer(input_.data() + input_size_, input_.size() - input_size_),
+        [self = shared_from_this()](const error_code& error, std::size_t bytes) {
+          self->on_read(error, bytes);
+        });
+  }
+
+  void on_read(const error_code& error, std::size_t bytes) {
+    reading_ = false;
+    if (closed_) return;
+    if (error) {
+      if (error != asio::error::eof) {
+        close();
+        return;
+      }
+      peer_closed_ = true;  // answer what was received, then close
+    }
+    input_size_ += bytes;
+    if (bytes > 0) touch();
+    answer_buffered_queries();
+    flush();
+    close_if_done();
+    read();
+  }
+
+  // Answers complete frames in order until one needs a fetch or output is full.
+  void answer_buffered_queries() {
+    std::size_t offset = 0;
+    while (!closed_ && !awaiting_lookup_ && !output_full() &&
+           input_size_ - offset >= kFramePrefix) {
+      const std::size_t length = load_u16(&input_[offset]);
+      if (input_size_ - offset - kFramePrefix < length) break;
+      const std::span<const std::uint8_t> query(&input_[offset + kFramePrefix], length);
+      Stats::bump(context_.stats.tcp_queries);
+      Outcome outcome = context_.processor.process(query, Transport::tcp, response_buffer());
+      if (outcome.kind == Outcome::Kind::needs_lookup) {
+        fetch(std::move(outcome.service));
+        break;  // the query stays buffered (at the front after compaction)
+      }
+      queue_response(outcome);
+      offset += kFramePrefix + length;
+    }
+    // Keep the unanswered bytes at the front of the buffer.
+    std::memmove(input_.data(), input_.data() + offset, input_size_ - offset);
+    input_size_ -= offset;
+  }
+
+  void fetch(std::string service) {
+    awaiting_lookup_ = true;
+    Stats::bump(context_.stats.lookups);
+    context_.lookup.fetch(
+        std::move(service), [self = shared_from_this()](store::LookupResult result) {
+          auto executor = self->socket_.get_executor();
+          asio::post(executor, [self, result = std::move(result)] { self->on_fetched(result); });
+        });
+  }
+
+  void on_fetched(const store::LookupResult& result) {
+    awaiting_lookup_ = false;
+    if (closed_) return;
+    if (!result.ok) Stats::bump(context_.stats.lookup_failures);
+    const std::size_t length = load_u16(&input_[0]);
+    const std::span<const std::uint8_t> query(&input_[kFramePrefix], length);
+    queue_response(context_.processor.process(query, Transport::tcp, response_buffer(), result));
+    std::memmove(input_.data(), input_.data() + kFramePrefix + length,
+                 input_size_ - kFramePrefix - length);
+    input_size_ -= kFramePrefix + length;
+    answer_buffered_queries();
+    flush();
+    close_if_done();
+    read();
+  }
+
+  void queue_response(const Outcome& outcome) {
+    if (outcome.kind != Outcome::Kind::respond) {
+      Stats::bump(context_.stats.dropped);
+      return;
+    }
+    context_.stats.count_response(outcome.rcode, outcome.truncated);
+    const std::size_t at = queued_output_.size();
+    queued_output_.resize(at + kFramePrefix + outcome.size);
+    store_u16(&queued_output_[at], static_cast<std::uint16_t>(outcome.size));
+    std::memcpy(&queued_output_[at + kFramePrefix], response_buffer().data(), outcome.size);
+  }
+
+  void flush() {
+    if (writing_ || closed_ || queued_output_.empty()) return;
+    writing_ = true;
+    writing_output_.swap(queued_output_);
+    asio::async_write(socket_, asio::buffer(writing_output_),
+                      [self = shared_from_this()](const error_code& error, std::size_t) {
+                        self->on_written(error);
+                      });
+  }
+
+  void on_written(const error_code& error) {
+    writing_ = false;
+    writing_output_.clear();
+    if (closed_) return;
+    if (error) {
+      close();
+      return;
+    }
+    touch();
+    answer_buffered_queries();  // may have paused on a full output queue
+    flush();
+    close_if_done();
+    read();
+  }
+
+  void close_if_done() {
+    const bool done = peer_closed_ && !awaiting_lookup_ && !writing_ && queued_output_.empty();
+    if (done) close();
+  }
+
+  std::span<std::uint8_t> response_buffer() { return listener_->response_buffer(); }
+
+  tcp::socket socket_;
+  asio::steady_timer idle_timer_;
+  std::shared_ptr<TcpListener> listener_;
+  ServerContext& context_;  // kept alive by listener_
+  Clock::time_point deadline_;
+  std::vector<std::uint8_t> input_;
+  std::size_t input_size_ = 0;
+  std::vector<std::uint8_t> queued_output_;
+  std::vector<std::uint8_t> writing_output_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool awaiting_lookup_ = false;
+  bool peer_closed_ = false;
+  bool closed_ = false;
+};
+
+TcpListener::TcpListener(asio::io_context& io, std::shared_ptr<ServerContext> context)
+    : context_(std::move(context)),
+      acceptor_(io),
+      accept_retry_timer_(io),
+      response_buffer_(context_->processor.buffer_size(Transport::tcp)) {}
+
+void TcpListener::bind(const tcp::endpoint& endpoint, error_code& error) {
+  acceptor_.open(endpoint.protocol(), error);
+  if (error) return;
+  // Lets a restarted daemon bind while old connections sit in TIME_WAIT.
+  acceptor_.set_option(tcp::acceptor::reuse_address(true), error);
+  if (!error) acceptor_.bind(endpoint, error);
+  if (!error) acceptor_.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    error_code ignored;
+    acceptor_.close(ignored);
+  }
+}
+
+tcp::endpoint TcpListener::local_endpoint() const {
+  error_code ignored;
+  return acceptor_.local_endpoint(ignored);
+}
+
+void TcpListener::start() {
+  accept();
+}
+
+void TcpListener::stop() {
+  stopped_ = true;
+  error_code ignored;
+  acceptor_.close(ignored);
+  accept_retry_timer_.cancel();
+  // close() does not erase from sessions_ (destructors do, later), but copy anyway.
+  const std::vector<TcpSession*> open(sessions_.begin(), sessions_.end());
+  for (TcpSession* session : open) session->close();
+}
+
+void TcpListener::accept() {
+  if (stopped_) return;
+  acceptor_.async_accept([self = shared_from_this()](const error_code& error, tcp::socket socket) {
+    self->on_accept(error, std::move(socket));
+  });
+}
+
+void TcpListener::on_accept(const error_code& error, tcp::socket socket) {
+  if (stopped_ || error == asio::error::operation_aborted) return;
+  if (error) {
+    // Typically EMFILE: retry later instead of spinning on a failing accept.
+    context_->log->warn("dns tcp accept failed: {}", error.message());
+    accept_retry_timer_.expires_after(kAcceptRetryDelay);
+    accept_retry_timer_.async_wait([self = shared_from_this()](const error_code& wait_error) {
+      if (!wait_error) self->accept();
+    });
+    return;
+  }
+  if (sessions_.size() >= context_->options.max_tcp_connections) {
+    Stats::bump(context_->stats.tcp_connections_rejected);
+    error_code ignored;
+    socket.close(ignored);
+  } else {
+    Stats::bump(context_->stats.tcp_connections_accepted);
+    std::make_shared<TcpSession>(std::move(socket), shared_from_this())->start();
+  }
+  accept();
+}
+
+}  // namespace dns

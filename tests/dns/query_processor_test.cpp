@@ -1,0 +1,586 @@
+// The protocol rules of the front end, checked on the transport-independent
+// processor with a fake store. Responses are decoded with ldns: a cross-check of
+// the hand-written encoder.
+#include "dns/query_processor.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "test_support.h"
+
+namespace dns {
+namespace {
+
+using testing::Bytes;
+using testing::FakeLookup;
+using testing::make_instance;
+using testing::make_query;
+using testing::make_snapshot;
+using testing::QuerySpec;
+using testing::records;
+using testing::Response;
+
+constexpr const char* kZone = R"(
+$ORIGIN discovery.
+$TTL 300
+@        60  IN SOA ns1.discovery. hostmaster.discovery. 7 3600 600 86400 30
+@        300 IN NS  ns1.discovery.
+@        300 IN MX  10 mail.discovery.
+ns1      300 IN A   127.0.0.1
+ns1      300 IN AAAA ::1
+mail     300 IN A   192.0.2.25
+www      120 IN A   192.0.2.80
+www      120 IN A   192.0.2.81
+www      120 IN TXT "hello world"
+alias    300 IN CNAME www.discovery.
+deep.ent 300 IN A   192.0.2.99
+)";
+
+class QueryProcessorTest : public ::testing::Test {
+ protected:
+  QueryProcessorTest() {
+    zone_path_ = temp_.write("discovery.zone", kZone);
+    lookup_.set(make_snapshot(
+        "web", {make_instance("web", "a1", "10.0.0.1", 8080, 10, {"primary"}),
+                make_instance("web", "a2", "10.0.0.2", 8081, 20, {"canary", "primary"}),
+                make_instance("web", "b6", "2001:db8::6", 8082, 30)}));
+    lookup_.set(make_snapshot("v6only", {make_instance("v6only", "x", "2001:db8::1")}));
+    rebuild();
+  }
+
+  void rebuild() {
+    processor_ = std::make_unique<QueryProcessor>(Zone::load(zone_path_.string(), "discovery."),
+                                                  lookup_, options_);
+  }
+
+  Outcome run(const Bytes& query, Transport transport = Transport::udp) {
+    buffer_.assign(processor_->buffer_size(transport), 0);
+    last_ = processor_->process(query, transport, buffer_);
+    return last_;
+  }
+
+  Response ask(const QuerySpec& spec, Transport transport = Transport::udp) {
+    return answer_of(run(make_query(spec), transport));
+  }
+
+  Response answer_of(const Outcome& outcome) {
+    EXPECT_EQ(outcome.kind, Outcome::Kind::respond);
+    EXPECT_LE(outcome.size, buffer_.size());
+    Response response(buffer_.data(), outcome.size);
+    EXPECT_TRUE(response.parsed()) << "ldns could not parse our response";
+    return response;
+  }
+
+  Bytes response_bytes() const {
+    return {buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(last_.size)};
+  }
+
+  testing::TempDir temp_;
+  std::filesystem::path zone_path_;
+  FakeLookup lookup_;
+  Options options_;
+  std::unique_ptr<QueryProcessor> processor_;
+  Bytes buffer_;
+  Outcome last_;
+};
+
+// The negative-answer SOA: TTL min(60, 30) = 30.
+const std::vector<std::string> kNegativeSoa =
+    records({"discovery. 30 IN SOA ns1.discovery. hostmaster.discovery. 7 3600 600 86400 30"});
+
+TEST_F(QueryProcessorTest, ServiceAAnswersEveryIpv4InstanceAuthoritatively) {
+  const Response response = ask({.name = "web.service.discovery."});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(response.aa());
+  EXPECT_FALSE(response.ra());
+  EXPECT_FALSE(response.tc());
+  EXPECT_EQ(response.id(), 0x1234);
+  EXPECT_EQ(response.answer(), records({"web.service.discovery. 5 IN A 10.0.0.1",
+                                        "web.service.discovery. 5 IN A 10.0.0.2"}));
+  EXPECT_TRUE(response.authority().empty());
+}
+
+TEST_F(QueryProcessorTest, ServiceAaaaAnswersIpv6InstancesOnly) {
+  const Response response = ask({.name = "web.service.discovery.", .type = LDNS_RR_TYPE_AAAA});
+  EXPECT_EQ(response.answer(), records({"web.service.discovery. 5 IN AAAA 2001:db8::6"}));
+}
+
+TEST_F(QueryProcessorTest, RecursionDesiredIsEchoedAndRecursionAvailableNeverSet) {
+  EXPECT_TRUE(ask({.name = "web.service.discovery.", .rd = true}).rd());
+  const Response without = ask({.name = "web.service.discovery.", .rd = false});
+  EXPECT_FALSE(without.rd());
+  EXPECT_FALSE(without.ra());
+}
+
+TEST_F(QueryProcessorTest, NamesMatchCaseInsensitivelyAndTheQuestionKeepsTheClientsCase) {
+  const Response response = ask({.name = "WeB.SeRvIcE.DiScOvErY."});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(response.question_name(), "WeB.SeRvIcE.DiScOvErY.");
+  EXPECT_EQ(response.answer_count(), 2u);
+  // The answer owner is a compression pointer to the question (offset 12).
+  const Bytes wire = response_bytes();
+  const std::size_t answer_start = 12 + (1 + 3 + 1 + 7 + 1 + 9 + 1) + 4;
+  ASSERT_GT(wire.size(), answer_start + 2);
+  EXPECT_EQ(wire[answer_start], 0xC0);
+  EXPECT_EQ(wire[answer_start + 1], 12);
+}
+
+TEST_F(QueryProcessorTest, UnknownServiceIsNxdomainWithSoaForNegativeCaching) {
+  const Response response = ask({.name = "nope.service.discovery."});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NXDOMAIN);
+  EXPECT_TRUE(response.aa());
+  EXPECT_TRUE(response.answer().empty());
+  EXPECT_EQ(response.authority(), kNegativeSoa);
+}
+
+TEST_F(QueryProcessorTest, NegativeTtlOverrideReplacesTheSoaMinimum) {
+  options_.negative_ttl = 2;
+  rebuild();
+  const Response response = ask({.name = "nope.service.discovery."});
+  EXPECT_EQ(
+      response.authority(),
+      records({"discovery. 2 IN SOA ns1.discovery. hostmaster.discovery. 7 3600 600 86400 30"}));
+}
+
+TEST_F(QueryProcessorTest, OtherTypesAtAServiceAreNodata) {
+  for (const std::uint16_t type :
+       {LDNS_RR_TYPE_TXT, LDNS_RR_TYPE_MX, LDNS_RR_TYPE_SOA, LDNS_RR_TYPE_NS, LDNS_RR_TYPE_CNAME}) {
+    const Response response = ask({.name = "web.service.discovery.", .type = type});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR) << type;
+    EXPECT_TRUE(response.aa());
+    EXPECT_TRUE(response.answer().empty()) << type;
+    EXPECT_EQ(response.authority(), kNegativeSoa) << type;
+  }
+  const Response no_v4 = ask({.name = "v6only.service.discovery."});
+  EXPECT_EQ(no_v4.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(no_v4.answer().empty());
+  EXPECT_EQ(no_v4.authority(), kNegativeSoa);
+}
+
+TEST_F(QueryProcessorTest, StructuralNamesAreEmptyNonTerminals) {
+  for (const char* name : {"service.discovery.", "_tcp.service.discovery.", "instance.discovery.",
+                           "web.instance.discovery."}) {
+    const Response response = ask({.name = name});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR) << name;
+    EXPECT_TRUE(response.aa()) << name;
+    EXPECT_TRUE(response.answer().empty()) << name;
+    EXPECT_EQ(response.authority(), kNegativeSoa) << name;
+  }
+  for (const char* name :
+       {"nope.instance.discovery.", "x.y.z.service.discovery.", "_web._udp.service.discovery.",
+        "other.discovery.", "a1.nope.instance.discovery.", "zz.web.instance.discovery.",
+        "x.a1.web.instance.discovery.", "bad_label.service.discovery."}) {
+    const Response response = ask({.name = name});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_NXDOMAIN) << name;
+    EXPECT_EQ(response.authority(), kNegativeSoa) << name;
+  }
+}
+
+TEST_F(QueryProcessorTest, OutOfZoneIsRefusedWithoutAuthority) {
+  for (const char* name : {"example.com.", "discovery.com.", "."}) {
+    const Response response = ask({.name = name});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_REFUSED) << name;
+    EXPECT_FALSE(response.aa());
+    EXPECT_TRUE(response.answer().empty());
+    EXPECT_TRUE(response.authority().empty());
+  }
+}
+
+TEST_F(QueryProcessorTest, UnsupportedOpcodesAreNotImplemented) {
+  for (const std::uint8_t opcode : {1, 2, 4, 5, 6, 15}) {
+    const Outcome outcome = run(make_query({.name = "web.service.discovery.", .opcode = opcode}));
+    ASSERT_EQ(outcome.kind, Outcome::Kind::respond);
+    EXPECT_EQ(outcome.rcode, LDNS_RCODE_NOTIMPL);
+    const Bytes wire = response_bytes();
+    EXPECT_EQ(wire[3] & 0x0F, LDNS_RCODE_NOTIMPL);
+    EXPECT_EQ((wire[2] >> 3) & 0x0F, opcode) << "opcode echoed";
+    EXPECT_NE(wire[2] & 0x80, 0) << "QR set";
+  }
+}
+
+TEST_F(QueryProcessorTest, MalformedQueriesWithAReadableHeaderAreFormerr) {
+  const Bytes good = make_query({.name = "web.service.discovery."});
+  std::vector<std::pair<std::string, Bytes>> cases;
+  Bytes no_question = good;
+  no_question[5] = 0;
+  cases.emplace_back("qdcount 0", no_question);
+  Bytes two_questions = good;
+  two_questions[5] = 2;
+  cases.emplace_back("qdcount 2", two_questions);
+  cases.emplace_back("cut in the name", Bytes(good.begin(), good.begin() + 20));
+  cases.emplace_back("cut in the type", Bytes(good.begin(), good.end() - 3));
+  Bytes pointer_in_question(good.begin(), good.begin() + 12);
+  for (std::uint8_t b : {0xC0, 0x0C, 0x00, 0x01, 0x00, 0x01}) pointer_in_question.push_back(b);
+  cases.emplace_back("pointer in question", pointer_in_question);
+  Bytes label_too_long(good.begin(), good.begin() + 12);
+  label_too_long.push_back(64);
+  label_too_long.resize(label_too_long.size() + 64, 'a');
+  for (std::uint8_t b : {0x00, 0x00, 0x01, 0x00, 0x01}) label_too_long.push_back(b);
+  cases.emplace_back("64-byte label", label_too_long);
+  Bytes missing_additional = good;
+  missing_additional[11] = 1;  // ARCOUNT 1, no record
+  cases.emplace_back("arcount beyond the message", missing_additional);
+
+  const Bytes with_opt = make_query({.name = "web.service.discovery.", .edns_payload = 1232});
+  Bytes two_opts = with_opt;
+  two_opts.insert(two_opts.end(), with_opt.end() - 11, with_opt.end());
+  two_opts[11] = 2;
+  cases.emplace_back("two OPT records", two_opts);
+  Bytes opt_in_answer = with_opt;
+  opt_in_answer[7] = 1;   // ANCOUNT 1
+  opt_in_answer[11] = 0;  // ARCOUNT 0
+  cases.emplace_back("OPT in the answer section", opt_in_answer);
+  Bytes opt_not_root = good;
+  opt_not_root[11] = 1;
+  for (int b : {1, int{'x'}, 0, 0, 41, 4, 0xD0, 0, 0, 0, 0, 0, 0}) {
+    opt_not_root.push_back(static_cast<std::uint8_t>(b));
+  }
+  cases.emplace_back("OPT owner not root", opt_not_root);
+  cases.emplace_back("option length beyond RDATA",
+                     make_query({.name = "web.service.discovery.",
+                                 .edns_payload = 1232,
+                                 .edns_options = {0, 10, 0, 9, 1, 2}}));
+
+  for (const auto& [what, query] : cases) {
+    const Outcome outcome = run(query);
+    ASSERT_EQ(outcome.kind, Outcome::Kind::respond) << what;
+    EXPECT_EQ(outcome.rcode, LDNS_RCODE_FORMERR) << what;
+    const Bytes wire = response_bytes();
+    EXPECT_EQ(wire[3] & 0x0F, LDNS_RCODE_FORMERR) << what;
+    EXPECT_EQ(wire[0], 0x12) << what << ": id echoed";
+    EXPECT_EQ(wire[1], 0x34) << what;
+  }
+}
+
+TEST_F(QueryProcessorTest, ShortPacketsAndResponsesAreDropped) {
+  const Bytes good = make_query({.name = "web.service.discovery."});
+  for (std::size_t size = 0; size < 12; ++size) {
+    EXPECT_EQ(run(Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(size))).kind,
+              Outcome::Kind::drop)
+        << size;
+  }
+  Bytes response = good;
+  response[2] |= 0x80;  // QR=1
+  EXPECT_EQ(run(response).kind, Outcome::Kind::drop);
+}
+
+TEST_F(QueryProcessorTest, ChaosIdentityNamesAnswerTheConfiguredStrings) {
+  options_.version_bind = "discoveryd 0.1.0";
+  options_.id_server = "node-7";
+  rebuild();
+  const auto chaos = [this](const char* name) {
+    return ask({.name = name, .type = LDNS_RR_TYPE_TXT, .rrclass = LDNS_RR_CLASS_CH});
+  };
+  Response version = chaos("VERSION.bind.");
+  EXPECT_EQ(version.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(version.answer(), records({"version.bind. 0 CH TXT \"discoveryd 0.1.0\""}));
+  EXPECT_EQ(chaos("version.server.").answer(),
+            records({"version.server. 0 CH TXT \"discoveryd 0.1.0\""}));
+  EXPECT_EQ(chaos("id.server.").answer(), records({"id.server. 0 CH TXT \"node-7\""}));
+  EXPECT_EQ(chaos("hostname.bind.").answer(), records({"hostname.bind. 0 CH TXT \"node-7\""}));
+  EXPECT_EQ(chaos("other.bind.").rcode(), LDNS_RCODE_REFUSED);
+}
+
+TEST_F(QueryProcessorTest, ChaosNamesAreRefusedWhenNotConfigured) {
+  for (const char* name : {"version.bind.", "id.server."}) {
+    const Response response =
+        ask({.name = name, .type = LDNS_RR_TYPE_TXT, .rrclass = LDNS_RR_CLASS_CH});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_REFUSED) << name;
+    EXPECT_TRUE(response.answer().empty());
+  }
+}
+
+TEST_F(QueryProcessorTest, OtherClassesAndTransfersAreRefused) {
+  EXPECT_EQ(ask({.name = "web.service.discovery.", .rrclass = LDNS_RR_CLASS_HS}).rcode(),
+            LDNS_RCODE_REFUSED);
+  EXPECT_EQ(ask({.name = "discovery.", .type = LDNS_RR_TYPE_AXFR}).rcode(), LDNS_RCODE_REFUSED);
+  EXPECT_EQ(ask({.name = "discovery.", .type = LDNS_RR_TYPE_IXFR}).rcode(), LDNS_RCODE_REFUSED);
+  EXPECT_EQ(ask({.name = "discovery.", .type = LDNS_RR_TYPE_OPT}).rcode(), LDNS_RCODE_FORMERR);
+}
+
+TEST_F(QueryProcessorTest, AnyAtAServiceIsMinimalAddressesOnly) {
+  const Response response = ask({.name = "web.service.discovery.", .type = LDNS_RR_TYPE_ANY});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(response.answer(), records({"web.service.discovery. 5 IN A 10.0.0.1",
+                                        "web.service.discovery. 5 IN A 10.0.0.2",
+                                        "web.service.discovery. 5 IN AAAA 2001:db8::6"}));
+  EXPECT_EQ(response.additional_count(), 0u);
+}
+
+TEST_F(QueryProcessorTest, AnyAtAStaticNameReturnsOneRRset) {
+  const Response response = ask({.name = "discovery.", .type = LDNS_RR_TYPE_ANY});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(response.answer(), records({"discovery. 300 IN NS ns1.discovery."}));
+}
+
+TEST_F(QueryProcessorTest, EdnsQueriesGetAnOptWithOurPayloadSize) {
+  const Response plain = ask({.name = "web.service.discovery."});
+  EXPECT_FALSE(plain.has_opt());
+  const Response edns =
+      ask({.name = "web.service.discovery.", .edns_payload = 4096, .dnssec_ok = true});
+  EXPECT_TRUE(edns.has_opt());
+  EXPECT_EQ(edns.opt_payload(), 1232);
+  EXPECT_TRUE(edns.dnssec_ok()) << "DO is copied (RFC 3225)";
+  EXPECT_EQ(edns.answer_count(), 2u);
+  // A negative answer keeps its OPT too.
+  EXPECT_TRUE(ask({.name = "nope.service.discovery.", .edns_payload = 1232}).has_opt());
+}
+
+TEST_F(QueryProcessorTest, EdnsVersionAboveZeroIsBadvers) {
+  const Outcome outcome =
+      run(make_query({.name = "web.service.discovery.", .edns_payload = 1232, .edns_version = 1}));
+  EXPECT_EQ(outcome.rcode, 16);
+  const Response response = answer_of(outcome);
+  EXPECT_TRUE(response.has_opt());
+  EXPECT_EQ(response.extended_rcode(), 1);
+  EXPECT_EQ(response.rcode(), 0) << "the low 4 bits of BADVERS";
+  EXPECT_TRUE(response.answer().empty());
+}
+
+TEST_F(QueryProcessorTest, UnknownEdnsOptionsAreIgnored) {
+  const Response response = ask({.name = "web.service.discovery.",
+                                 .edns_payload = 1232,
+                                 .edns_options = {0xFD, 0xE9, 0, 3, 'a', 'b', 'c', 0, 10, 0, 0}});
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(response.answer_count(), 2u);
+}
+
+class LargeServiceTest : public QueryProcessorTest {
+ protected:
+  LargeServiceTest() { lookup_.set(testing::make_ipv4_snapshot("big", 2000)); }
+};
+
+TEST_F(LargeServiceTest, UdpAnswerIsTruncatedToWholeRecordsAndKeepsQuestionAndOpt) {
+  // Without EDNS: 512 bytes.
+  Outcome outcome = run(make_query({.name = "big.service.discovery."}));
+  EXPECT_TRUE(outcome.truncated);
+  EXPECT_LE(outcome.size, 512u);
+  Response plain = answer_of(outcome);
+  EXPECT_TRUE(plain.tc());
+  EXPECT_EQ(plain.question_name(), "big.service.discovery.");
+  EXPECT_GT(plain.answer_count(), 20u);
+  EXPECT_EQ(12 + 27 + plain.answer_count() * 16, outcome.size) << "whole records only";
+
+  // EDNS asking for 4096: capped at our 1232, OPT still present.
+  outcome = run(make_query({.name = "big.service.discovery.", .edns_payload = 4096}));
+  EXPECT_TRUE(outcome.truncated);
+  EXPECT_LE(outcome.size, 1232u);
+  EXPECT_GT(outcome.size, 1232u - 16);
+  Response edns = answer_of(outcome);
+  EXPECT_TRUE(edns.tc());
+  EXPECT_TRUE(edns.has_opt());
+
+  // EDNS asking for less than 512: 512.
+  outcome = run(make_query({.name = "big.service.discovery.", .edns_payload = 100}));
+  EXPECT_LE(outcome.size, 512u);
+  EXPECT_GT(outcome.size, 512u - 16);
+}
+
+TEST_F(LargeServiceTest, TwoThousandAddressesFitOverTcp) {
+  const Outcome outcome = run(make_query({.name = "big.service.discovery."}), Transport::tcp);
+  EXPECT_FALSE(outcome.truncated);
+  const Response response = answer_of(outcome);
+  EXPECT_FALSE(response.tc());
+  EXPECT_EQ(response.answer_count(), 2000u);
+  const std::vector<std::string> answer = response.answer();
+  EXPECT_EQ(std::set(answer.begin(), answer.end()).size(), 2000u);
+}
+
+TEST_F(LargeServiceTest, SrvOverUdpDropsAdditionalsBeforeAnswersWithoutTc) {
+  lookup_.set(testing::make_ipv4_snapshot("some", 8));
+  const Outcome outcome =
+      run(make_query({.name = "some.service.discovery.", .type = LDNS_RR_TYPE_SRV}));
+  const Response response = answer_of(outcome);
+  EXPECT_FALSE(response.tc()) << "additional data is optional (RFC 2181 section 9)";
+  EXPECT_EQ(response.answer_count(), 8u);
+  EXPECT_GT(response.additional_count(), 0u);
+  EXPECT_LT(response.additional_count(), 8u);
+  EXPECT_LE(outcome.size, 512u);
+}
+
+TEST_F(LargeServiceTest, TwoThousandSrvOverTcpFillTheMessageWhenTargetsAreCompressed) {
+  options_.compress_srv_targets = true;
+  rebuild();
+  const Outcome outcome =
+      run(make_query({.name = "_big._tcp.service.discovery.", .type = LDNS_RR_TYPE_SRV}),
+          Transport::tcp);
+  const Response response = answer_of(outcome);
+  EXPECT_FALSE(response.tc());
+  EXPECT_EQ(response.answer_count(), 2000u);
+  EXPECT_GT(response.additional_count(), 0u);
+  EXPECT_LT(response.additional_count(), 2000u) << "as many additionals as fit";
+}
+
+TEST_F(LargeServiceTest, SrvAnswersThatCannotFitOverTcpAreTruncated) {
+  // Uncompressed targets (RFC 2782): 2,000 SRV records exceed 65535 bytes.
+  const Outcome outcome =
+      run(make_query({.name = "big.service.discovery.", .type = LDNS_RR_TYPE_SRV}), Transport::tcp);
+  const Response response = answer_of(outcome);
+  EXPECT_TRUE(response.tc());
+  EXPECT_GT(response.answer_count(), 1000u);
+  EXPECT_LT(response.answer_count(), 2000u);
+}
+
+TEST_F(QueryProcessorTest, SrvAnswersNameInstanceTargetsWithAddressesInAdditional) {
+  const std::vector<std::string> expected_additional = records(
+      {"a1.web.instance.discovery. 5 IN A 10.0.0.1", "a2.web.instance.discovery. 5 IN A 10.0.0.2",
+       "b6.web.instance.discovery. 5 IN AAAA 2001:db8::6"});
+  for (const char* name : {"web.service.discovery.", "_web._tcp.service.discovery."}) {
+    const Response response = ask({.name = name, .type = LDNS_RR_TYPE_SRV});
+    EXPECT_EQ(response.rcode(), LDNS_RCODE_NOERROR) << name;
+    EXPECT_TRUE(response.aa());
+    const std::string owner = name;
+    EXPECT_EQ(response.answer(),
+              records({owner + " 5 IN SRV 1 10 8080 a1.web.instance.discovery.",
+                       owner + " 5 IN SRV 1 20 8081 a2.web.instance.discovery.",
+                       owner + " 5 IN SRV 1 30 8082 b6.web.instance.discovery."}))
+        << name;
+    EXPECT_EQ(response.additional(), expected_additional) << name;
+  }
+  // The RFC 2782 name holds only SRV; ANY gets the SRV RRset.
+  EXPECT_EQ(ask({.name = "_web._tcp.service.discovery.", .type = LDNS_RR_TYPE_ANY}).answer_count(),
+            3u);
+  const Response a_at_srv_name = ask({.name = "_web._tcp.service.discovery."});
+  EXPECT_EQ(a_at_srv_name.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(a_at_srv_name.answer().empty());
+  EXPECT_EQ(ask({.name = "_nope._tcp.service.discovery.", .type = LDNS_RR_TYPE_SRV}).rcode(),
+            LDNS_RCODE_NXDOMAIN);
+}
+
+TEST_F(QueryProcessorTest, SrvTargetsAreUncompressedByDefault) {
+  ask({.name = "web.service.discovery.", .type = LDNS_RR_TYPE_SRV});
+  const Bytes wire = response_bytes();
+  const std::string target =
+      "\x02"
+      "a1\x03"
+      "web\x08"
+      "instance\x09"
+      "discovery";
+  EXPECT_NE(std::search(wire.begin(), wire.end(), target.begin(), target.end()), wire.end());
+}
+
+TEST_F(QueryProcessorTest, InstanceTargetNamesResolveToThatInstance) {
+  EXPECT_EQ(ask({.name = "a2.web.instance.discovery."}).answer(),
+            records({"a2.web.instance.discovery. 5 IN A 10.0.0.2"}));
+  EXPECT_EQ(ask({.name = "B6.web.instance.discovery.", .type = LDNS_RR_TYPE_AAAA}).answer(),
+            records({"b6.web.instance.discovery. 5 IN AAAA 2001:db8::6"}));
+  const Response wrong_family =
+      ask({.name = "a2.web.instance.discovery.", .type = LDNS_RR_TYPE_AAAA});
+  EXPECT_EQ(wrong_family.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(wrong_family.answer().empty());
+  EXPECT_EQ(wrong_family.authority(), kNegativeSoa);
+}
+
+TEST_F(QueryProcessorTest, TagNamesSelectOnlyInstancesWithTheTag) {
+  EXPECT_EQ(ask({.name = "canary.web.service.discovery."}).answer(),
+            records({"canary.web.service.discovery. 5 IN A 10.0.0.2"}));
+  EXPECT_EQ(ask({.name = "primary.web.service.discovery."}).answer(),
+            records({"primary.web.service.discovery. 5 IN A 10.0.0.1",
+                     "primary.web.service.discovery. 5 IN A 10.0.0.2"}));
+  const Response srv = ask({.name = "canary.web.service.discovery.", .type = LDNS_RR_TYPE_SRV});
+  EXPECT_EQ(
+      srv.answer(),
+      records({"canary.web.service.discovery. 5 IN SRV 1 20 8081 a2.web.instance.discovery."}));
+  EXPECT_EQ(srv.additional(), records({"a2.web.instance.discovery. 5 IN A 10.0.0.2"}));
+  EXPECT_EQ(ask({.name = "nosuchtag.web.service.discovery."}).rcode(), LDNS_RCODE_NXDOMAIN);
+  // Tagged instances are all IPv4: AAAA is NODATA, not NXDOMAIN.
+  EXPECT_EQ(ask({.name = "canary.web.service.discovery.", .type = LDNS_RR_TYPE_AAAA}).rcode(),
+            LDNS_RCODE_NOERROR);
+}
+
+TEST_F(QueryProcessorTest, AnswersRotateWithTheQueryId) {
+  lookup_.set(testing::make_ipv4_snapshot("many", 8));
+  std::set<std::string> first_addresses;
+  for (std::uint16_t id = 0; id < 8; ++id) {
+    run(make_query({.name = "many.service.discovery.", .id = id}));
+    const Bytes wire = response_bytes();
+    // The first answer's RDATA: header, question (27 bytes + 4), owner..RDLENGTH (12).
+    const std::size_t rdata = 12 + 24 + 4 + 12;
+    first_addresses.insert(std::to_string(wire[rdata + 3]));
+  }
+  EXPECT_EQ(first_addresses.size(), 8u);
+}
+
+TEST_F(QueryProcessorTest, UncachedServicesAskForALookupThenUseTheFetchedSnapshot) {
+  lookup_.cached = false;
+  const Bytes query = make_query({.name = "web.service.discovery."});
+  const Outcome first = run(query);
+  ASSERT_EQ(first.kind, Outcome::Kind::needs_lookup);
+  EXPECT_EQ(first.service, "web");
+
+  buffer_.assign(processor_->buffer_size(Transport::udp), 0);
+  last_ = processor_->process(query, Transport::udp, buffer_, lookup_.result_for("web"));
+  const Response response = answer_of(last_);
+  EXPECT_EQ(response.answer_count(), 2u);
+
+  // A fetched empty snapshot: the service does not exist.
+  last_ = processor_->process(make_query({.name = "gone.service.discovery."}), Transport::udp,
+                              buffer_, lookup_.result_for("gone"));
+  EXPECT_EQ(answer_of(last_).rcode(), LDNS_RCODE_NXDOMAIN);
+}
+
+TEST_F(QueryProcessorTest, FailedFetchIsServfail) {
+  lookup_.fail_fetches = true;
+  buffer_.assign(processor_->buffer_size(Transport::udp), 0);
+  last_ = processor_->process(make_query({.name = "web.service.discovery."}), Transport::udp,
+                              buffer_, lookup_.result_for("web"));
+  EXPECT_EQ(last_.rcode, LDNS_RCODE_SERVFAIL);
+  const Response response = answer_of(last_);
+  EXPECT_EQ(response.rcode(), LDNS_RCODE_SERVFAIL);
+  EXPECT_FALSE(response.aa());
+}
+
+TEST_F(QueryProcessorTest, NamesThatCannotBeServicesNeverReachTheStore) {
+  lookup_.cached = false;
+  EXPECT_EQ(run(make_query({.name = "under_score.service.discovery."})).kind,
+            Outcome::Kind::respond);
+  EXPECT_EQ(run(make_query({.name = "discovery."})).kind, Outcome::Kind::respond);
+  EXPECT_TRUE(lookup_.cached_queries().empty());
+}
+
+TEST_F(QueryProcessorTest, StaticRecordsAnswerFromTheZoneFile) {
+  Response soa = ask({.name = "discovery.", .type = LDNS_RR_TYPE_SOA});
+  EXPECT_TRUE(soa.aa());
+  EXPECT_EQ(
+      soa.answer(),
+      records({"discovery. 60 IN SOA ns1.discovery. hostmaster.discovery. 7 3600 600 86400 30"}));
+
+  Response ns = ask({.name = "discovery.", .type = LDNS_RR_TYPE_NS});
+  EXPECT_EQ(ns.answer(), records({"discovery. 300 IN NS ns1.discovery."}));
+  EXPECT_EQ(ns.additional(),
+            records({"ns1.discovery. 300 IN A 127.0.0.1", "ns1.discovery. 300 IN AAAA ::1"}));
+
+  Response mx = ask({.name = "discovery.", .type = LDNS_RR_TYPE_MX});
+  EXPECT_EQ(mx.answer(), records({"discovery. 300 IN MX 10 mail.discovery."}));
+  EXPECT_EQ(mx.additional(), records({"mail.discovery. 300 IN A 192.0.2.25"}));
+
+  EXPECT_EQ(ask({.name = "WWW.discovery."}).answer(),
+            records({"www.discovery. 120 IN A 192.0.2.80", "www.discovery. 120 IN A 192.0.2.81"}));
+  EXPECT_EQ(ask({.name = "www.discovery.", .type = LDNS_RR_TYPE_TXT}).answer(),
+            records({"www.discovery. 120 IN TXT \"hello world\""}));
+  EXPECT_EQ(ask({.name = "alias.discovery."}).answer(),
+            records({"alias.discovery. 300 IN CNAME www.discovery."}));
+}
+
+TEST_F(QueryProcessorTest, StaticNegativeAnswers) {
+  const Response nodata = ask({.name = "www.discovery.", .type = LDNS_RR_TYPE_AAAA});
+  EXPECT_EQ(nodata.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_TRUE(nodata.answer().empty());
+  EXPECT_EQ(nodata.authority(), kNegativeSoa);
+
+  const Response ent = ask({.name = "ent.discovery."});
+  EXPECT_EQ(ent.rcode(), LDNS_RCODE_NOERROR);
+  EXPECT_EQ(ent.authority(), kNegativeSoa);
+
+  for (const char* name : {"nope.discovery.", "x.www.discovery.", "x.deep.ent.discovery."}) {
+    const Response nx = ask({.name = name});
+    EXPECT_EQ(nx.rcode(), LDNS_RCODE_NXDOMAIN) << name;
+    EXPECT_TRUE(nx.aa());
+    EXPECT_EQ(nx.authority(), kNegativeSoa) << name;
+  }
+}
+
+}  // namespace
+}  // namespace dns

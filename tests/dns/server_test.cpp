@@ -1,0 +1,390 @@
+// The real server on 127.0.0.1 (port 0) with a fake store, queried by real clients:
+// dig and kdig over UDP and TCP, c-ares, and raw sockets for pipelining, partial
+// frames, idle timeouts and garbage.
+#include "dns/server.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace dns {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Bytes;
+using testing::make_query;
+using testing::Response;
+
+std::vector<std::string> sorted_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  std::ranges::sort(lines);
+  return lines;
+}
+
+// A connected TCP client socket, closed at destruction.
+class TcpClient {
+ public:
+  explicit TcpClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    const int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~TcpClient() { ::close(fd_); }
+  bool connected() const { return connected_; }
+
+  bool send(const Bytes& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(bytes.size());
+  }
+
+  // The next framed message, or nullopt on EOF/timeout.
+  std::optional<Bytes> receive(std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    std::uint8_t prefix[2];
+    if (!read_exactly(prefix, 2, deadline)) return std::nullopt;
+    Bytes message(static_cast<std::size_t>((prefix[0] << 8) | prefix[1]));
+    if (!read_exactly(message.data(), message.size(), deadline)) return std::nullopt;
+    return message;
+  }
+
+  // True when the server closed the connection before the deadline.
+  bool closed_by_peer(std::chrono::milliseconds timeout) {
+    pollfd entry{fd_, POLLIN, 0};
+    if (::poll(&entry, 1, static_cast<int>(timeout.count())) != 1) return false;
+    std::uint8_t byte;
+    return ::recv(fd_, &byte, 1, 0) <= 0;
+  }
+
+ private:
+  bool read_exactly(std::uint8_t* data, std::size_t size,
+                    std::chrono::steady_clock::time_point deadline) {
+    std::size_t done = 0;
+    while (done < size) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd entry{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&entry, 1, static_cast<int>(left.count())) != 1) return false;
+      const ssize_t got = ::recv(fd_, data + done, size - done, 0);
+      if (got <= 0) return false;
+      done += static_cast<std::size_t>(got);
+    }
+    return true;
+  }
+
+  int fd_;
+  bool connected_ = false;
+};
+
+class ServerTest : public ::testing::Test {
+ protected:
+  ServerTest() {
+    lookup_.set(
+        testing::make_snapshot("web", {testing::make_instance("web", "a1", "10.0.0.1", 8080, 10),
+                                       testing::make_instance("web", "a2", "10.0.0.2", 8081, 20)}));
+    lookup_.set(testing::make_ipv4_snapshot("big", 2000));
+  }
+
+  void start(Options options = {}) {
+    options.listen_address = "127.0.0.1";
+    options.listen_port = 0;
+    auto zone = Zone::load(testing::source_dir() + "/zones/discovery.zone", "discovery.");
+    server_ = std::make_unique<Server>(io_, options, std::move(zone), lookup_);
+    server_->start();
+    port_ = server_->udp_endpoint().port;
+    ASSERT_NE(port_, 0);
+    ASSERT_EQ(server_->tcp_endpoint().port, port_);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    if (server_) server_->stop();
+    work_.reset();
+    if (thread_.joinable()) {
+      // stop() closed everything; let the loop finish the cancelled handlers.
+      io_.stop();
+      thread_.join();
+    }
+    server_.reset();
+  }
+
+  std::string dig(const std::string& arguments) {
+    const auto output = testing::run_command("dig @127.0.0.1 -p " + std::to_string(port_) +
+                                             " +time=2 +tries=1 " + arguments + " 2>&1");
+    return output.value_or("");
+  }
+
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
+      boost::asio::make_work_guard(io_);
+  testing::FakeLookup lookup_;  // after io_: joins its fetch threads while io_ exists
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(ServerTest, DigGetsServiceAddressesOverUdpAndTcp) {
+  if (!testing::command_exists("dig")) GTEST_SKIP() << "dig not installed";
+  start();
+  const std::vector<std::string> expected = {"10.0.0.1", "10.0.0.2"};
+  EXPECT_EQ(sorted_lines(dig("+short web.service.discovery. A")), expected);
+  EXPECT_EQ(sorted_lines(dig("+tcp +short web.service.discovery. A")), expected);
+  const std::string full = dig("nope.service.discovery. A");
+  EXPECT_NE(full.find("status: NXDOMAIN"), std::string::npos) << full;
+  EXPECT_NE(full.find("flags: qr aa rd;"), std::string::npos) << full;
+  EXPECT_GE(server_->stats().udp_queries.load(), 2u);
+  EXPECT_GE(server_->stats().tcp_queries.load(), 1u);
+  EXPECT_GE(server_->stats().nxdomain.load(), 1u);
+}
+
+TEST_F(ServerTest, KdigGetsRfc2782SrvWithTargets) {
+  if (!testing::command_exists("kdig")) GTEST_SKIP() << "kdig not installed";
+  start();
+  const auto output = testing::run_command("kdig @127.0.0.1 -p " + std::to_string(port_) +
+                                           " +tcp +short _web._tcp.service.discovery. SRV");
+  ASSERT_TRUE(output);
+  EXPECT_EQ(sorted_lines(*output),
+            (std::vector<std::string>{"1 10 8080 a1.web.instance.discovery.",
+                                      "1 20 8081 a2.web.instance.discovery."}));
+}
+
+TEST_F(ServerTest, LargeAnswerIsTruncatedOverUdpAndCompleteOverTcp) {
+  start();
+  const auto udp = testing::udp_exchange(
+      port_, make_query({.name = "big.service.discovery.", .edns_payload = 1232}));
+  ASSERT_TRUE(udp);
+  EXPECT_LE(udp->size(), 1232u);
+  const Response truncated(*udp);
+  EXPECT_TRUE(truncated.tc());
+  EXPECT_TRUE(truncated.has_opt());
+
+  const auto tcp = testing::tcp_exchange(port_, make_query({.name = "big.service.discovery."}));
+  ASSERT_TRUE(tcp);
+  const Response full(*tcp);
+  EXPECT_FALSE(full.tc());
+  EXPECT_EQ(full.answer_count(), 2000u);
+  EXPECT_GE(server_->stats().truncated.load(), 1u);
+
+  if (testing::command_exists("dig")) {
+    // dig retries over TCP on TC and gets every address.
+    EXPECT_EQ(sorted_lines(dig("+short big.service.discovery. A")).size(), 2000u);
+  }
+}
+
+TEST_F(ServerTest, PipelinedTcpQueriesAreAnsweredInOrderIncludingOnesThatNeedAFetch) {
+  lookup_.cached = false;  // every service query goes through fetch() on another thread
+  start();
+  TcpClient client(port_);
+  ASSERT_TRUE(client.connected());
+  Bytes burst;
+  const std::vector<std::pair<std::uint16_t, std::string>> queries = {
+      {1, "web.service.discovery."},
+      {2, "discovery."},
+      {3, "nope.service.discovery."},
+      {4, "a2.web.instance.discovery."}};
+  for (const auto& [id, name] : queries) {
+    const Bytes framed = testing::frame(make_query({.name = name, .id = id}));
+    burst.insert(burst.end(), framed.begin(), framed.end());
+  }
+  ASSERT_TRUE(client.send(burst));  // one write: the server must split the frames
+  std::vector<std::uint16_t> ids;
+  std::vector<int> rcodes;
+  for (std::size_t i = 0; i < queries.size(); ++i) {
+    const auto message = client.receive();
+    ASSERT_TRUE(message) << "response " << i;
+    const Response response(*message);
+    ids.push_back(response.id());
+    rcodes.push_back(response.rcode());
+  }
+  EXPECT_EQ(ids, (std::vector<std::uint16_t>{1, 2, 3, 4}));
+  EXPECT_EQ(rcodes, (std::vector<int>{LDNS_RCODE_NOERROR, LDNS_RCODE_NOERROR, LDNS_RCODE_NXDOMAIN,
+                                      LDNS_RCODE_NOERROR}));
+  EXPECT_EQ(lookup_.fetch_count(), 3);
+}
+
+TEST_F(ServerTest, FramesSplitAcrossReadsAreReassembled) {
+  start();
+  TcpClient client(port_);
+  ASSERT_TRUE(client.connected());
+  const Bytes framed = testing::frame(make_query({.name = "web.service.discovery.", .id = 9}));
+  // Three writes with pauses so that they arrive as separate segments.
+  ASSERT_TRUE(client.send(Bytes(framed.begin(), framed.begin() + 1)));
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(client.send(Bytes(framed.begin() + 1, framed.begin() + 10)));
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(client.send(Bytes(framed.begin() + 10, framed.end())));
+  const auto message = client.receive();
+  ASSERT_TRUE(message);
+  EXPECT_EQ(Response(*message).answer_count(), 2u);
+}
+
+TEST_F(ServerTest, IdleConnectionsAreClosed) {
+  Options options;
+  options.tcp_idle_timeout = 300ms;
+  start(options);
+  TcpClient client(port_);
+  ASSERT_TRUE(client.connected());
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_TRUE(client.closed_by_peer(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
+  EXPECT_TRUE(testing::wait_until(
+      [this] { return server_->stats().tcp_connections_idle_closed.load() == 1; }));
+  EXPECT_TRUE(
+      testing::wait_until([this] { return server_->stats().tcp_connections_open.load() == 0; }));
+}
+
+TEST_F(ServerTest, ConnectionsBeyondTheCapAreClosed) {
+  Options options;
+  options.max_tcp_connections = 2;
+  start(options);
+  TcpClient first(port_);
+  TcpClient second(port_);
+  ASSERT_TRUE(
+      testing::wait_until([this] { return server_->stats().tcp_connections_open.load() == 2; }));
+  TcpClient third(port_);
+  EXPECT_TRUE(third.closed_by_peer(5s));
+  EXPECT_EQ(server_->stats().tcp_connections_rejected.load(), 1u);
+  // The first two still work.
+  ASSERT_TRUE(first.send(testing::frame(make_query({.name = "discovery.", .type = 6}))));
+  EXPECT_TRUE(first.receive());
+}
+
+TEST_F(ServerTest, GarbageIsFollowedByCorrectAnswers) {
+  start();
+  // UDP: a runt datagram, random bytes with a query header, then a real query.
+  EXPECT_FALSE(testing::udp_exchange(port_, Bytes{1, 2, 3}, 200ms)) << "runts get no reply";
+  Bytes garbage = {0xAB, 0xCD, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                   0x00, 0x00, 0x00, 0xC0, 0x0C, 0xFF, 0xFF, 0xFF};
+  const auto formerr = testing::udp_exchange(port_, garbage);
+  ASSERT_TRUE(formerr);
+  EXPECT_EQ((*formerr)[3] & 0x0F, LDNS_RCODE_FORMERR);
+  const auto good = testing::udp_exchange(port_, make_query({.name = "web.service.discovery."}));
+  ASSERT_TRUE(good);
+  EXPECT_EQ(Response(*good).answer_count(), 2u);
+
+  // TCP: a garbage frame, then a real one, on the same connection.
+  TcpClient client(port_);
+  ASSERT_TRUE(client.send(testing::frame(garbage)));
+  ASSERT_TRUE(client.send(testing::frame(make_query({.name = "web.service.discovery.", .id = 5}))));
+  const auto first = client.receive();
+  ASSERT_TRUE(first);
+  EXPECT_EQ((*first)[3] & 0x0F, LDNS_RCODE_FORMERR);
+  const auto second = client.receive();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(Response(*second).id(), 5);
+  EXPECT_GE(server_->stats().dropped.load(), 1u);
+  EXPECT_GE(server_->stats().formerr.load(), 2u);
+}
+
+TEST_F(ServerTest, LookupMissesAreFetchedAndFailuresAreServfail) {
+  lookup_.cached = false;
+  start();
+  const auto answered =
+      testing::udp_exchange(port_, make_query({.name = "web.service.discovery."}));
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(Response(*answered).answer_count(), 2u);
+  EXPECT_EQ(lookup_.fetch_count(), 1);
+
+  lookup_.fail_fetches = true;
+  const auto failed = testing::udp_exchange(port_, make_query({.name = "web.service.discovery."}));
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(Response(*failed).rcode(), LDNS_RCODE_SERVFAIL);
+  EXPECT_EQ(server_->stats().lookup_failures.load(), 1u);
+  EXPECT_EQ(server_->stats().servfail.load(), 1u);
+}
+
+struct CaresResult {
+  bool done = false;
+  int status = ARES_ENODATA;
+  std::vector<std::string> addresses;
+  std::vector<int> ttls;
+};
+
+void on_cares_answer(void* arg, int status, int, unsigned char* answer, int length) {
+  auto* result = static_cast<CaresResult*>(arg);
+  result->done = true;
+  result->status = status;
+  if (status != ARES_SUCCESS) return;
+  hostent* host = nullptr;
+  ares_addrttl addresses[16];
+  int count = 16;
+  result->status = ares_parse_a_reply(answer, length, &host, addresses, &count);
+  if (host != nullptr) ares_free_hostent(host);
+  for (int i = 0; i < count; ++i) {
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &addresses[i].ipaddr, text, sizeof text);
+    result->addresses.emplace_back(text);
+    result->ttls.push_back(addresses[i].ttl);
+  }
+}
+
+TEST_F(ServerTest, CaresResolvesAServiceAddress) {
+  start();
+  ASSERT_EQ(ares_library_init(ARES_LIB_INIT_ALL), ARES_SUCCESS);
+  ares_channel channel = nullptr;
+  ares_options settings{};
+  settings.timeout = 2000;
+  settings.tries = 2;
+  ASSERT_EQ(ares_init_options(&channel, &settings, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES),
+            ARES_SUCCESS);
+  const std::string server = "127.0.0.1:" + std::to_string(port_);
+  ASSERT_EQ(ares_set_servers_ports_csv(channel, server.c_str()), ARES_SUCCESS);
+  CaresResult result;
+  ares_query(channel, "web.service.discovery.", 1 /* IN */, 1 /* A */, on_cares_answer, &result);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!result.done && std::chrono::steady_clock::now() < deadline) {
+    fd_set readers;
+    fd_set writers;
+    FD_ZERO(&readers);
+    FD_ZERO(&writers);
+    const int nfds = ares_fds(channel, &readers, &writers);
+    if (nfds == 0) break;
+    timeval max_wait{1, 0};
+    timeval wait{};
+    ::select(nfds, &readers, &writers, nullptr, ares_timeout(channel, &max_wait, &wait));
+    ares_process(channel, &readers, &writers);
+  }
+  ares_destroy(channel);
+  ares_library_cleanup();
+  ASSERT_TRUE(result.done);
+  ASSERT_EQ(result.status, ARES_SUCCESS) << ares_strerror(result.status);
+  std::ranges::sort(result.addresses);
+  EXPECT_EQ(result.addresses, (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+  EXPECT_EQ(result.ttls, (std::vector<int>{5, 5}));
+}
+
+TEST_F(ServerTest, StopClosesTheListeners) {
+  start();
+  ASSERT_TRUE(testing::udp_exchange(port_, make_query({.name = "discovery.", .type = 6})));
+  server_->stop();
+  EXPECT_TRUE(testing::wait_until([this] {
+    TcpClient client(port_);
+    return !client.connected();
+  }));
+  EXPECT_FALSE(testing::udp_exchange(port_, make_query({.name = "discovery.", .type = 6}), 300ms));
+  EXPECT_EQ(server_->udp_endpoint().port, port_) << "endpoints stay readable";
+}
+
+}  // namespace
+}  // namespace dns
