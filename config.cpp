@@ -9,6 +9,7 @@
 
 #include "store/duration.h"
 #include "store/model.h"
+#include "store/redis_client.h"
 
 namespace daemon_config {
 namespace {
@@ -93,6 +94,12 @@ void validate(const Config& config) {
     throw ConfigError("dns.domain must be an absolute name ending in '.', such as \"discovery.\"");
   }
   if (config.db_path.empty()) throw ConfigError("store.path must not be empty");
+  if (config.redis != "none" && !config.redis.empty() &&
+      !store::redis::parse_address(config.redis)) {
+    throw ConfigError("cache.redis: \"" + config.redis +
+                      "\" is not HOST:PORT, redis://HOST:PORT[/DB] or \"none\"");
+  }
+  if (config.redis_prefix.empty()) throw ConfigError("cache.prefix must not be empty");
   check_log_level(config.log_level);
 }
 
@@ -134,7 +141,8 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     throw ConfigError(message.str());
   }
   for (const auto& [key, value] : root) {
-    static constexpr std::string_view kTables[] = {"store", "http", "dns", "health", "log"};
+    static constexpr std::string_view kTables[] = {"store", "http",   "dns",
+                                                   "cache", "health", "log"};
     if (std::find(std::begin(kTables), std::end(kTables), key.str()) == std::end(kTables)) {
       throw ConfigError(source_name + ": unknown section [" + std::string(key.str()) + "]");
     }
@@ -191,6 +199,17 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     if (auto version = dns.string("version_bind")) config.dns_version_bind = *version;
     if (auto id = dns.string("id_server")) config.dns_id_server = *id;
 
+    TableReader cache(root, "cache");
+    cache.known({"redis", "prefix", "ttl", "redis_timeout", "near_cache"});
+    if (auto redis = cache.string("redis")) config.redis = *redis;
+    if (auto prefix = cache.string("prefix")) config.redis_prefix = *prefix;
+    if (auto ttl = cache.string("ttl"))
+      config.cache_ttl = parse_duration_setting(*ttl, "cache.ttl");
+    if (auto timeout = cache.string("redis_timeout")) {
+      config.redis_timeout = parse_duration_setting(*timeout, "cache.redis_timeout");
+    }
+    if (auto near = cache.boolean("near_cache")) config.near_cache = *near;
+
     TableReader health(root, "health");
     health.known({"interval", "timeout", "failures"});
     if (auto interval = health.string("interval")) {
@@ -216,7 +235,7 @@ std::variant<Config, int> load(int argc, char** argv) {
   app.set_version_flag("--version", std::string("discoveryd ") + DISCOVERYD_VERSION);
   std::string config_file;
   std::optional<std::string> db, http_listen, dns_listen, zones, log_level, check_interval,
-      check_timeout, ready_file;
+      check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout;
   std::optional<std::uint32_t> check_failures;
   app.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--db", db, "SQLite database file (created if missing)");
@@ -228,6 +247,12 @@ std::variant<Config, int> load(int argc, char** argv) {
   app.add_option("--check-timeout", check_timeout, "default health check timeout, e.g. 2s");
   app.add_option("--check-failures", check_failures,
                  "consecutive failed checks before an instance is removed");
+  app.add_option("--redis", redis,
+                 "Redis for the cache: HOST:PORT or redis://HOST:PORT[/DB]; \"none\" disables it");
+  app.add_option("--redis-prefix", redis_prefix, "prefix of every Redis key");
+  app.add_option("--cache-ttl", cache_ttl, "TTL of cache entries, e.g. 30s");
+  app.add_option("--redis-timeout", redis_timeout,
+                 "Redis command timeout before falling back to SQLite, e.g. 5ms");
   app.add_option("--ready-file", ready_file,
                  "write the bound endpoints as JSON to this file once serving");
   try {
@@ -261,6 +286,12 @@ std::variant<Config, int> load(int argc, char** argv) {
           integer_setting<std::uint32_t>(*check_failures, 1, 100, "--check-failures");
     }
     if (ready_file) config.ready_file = *ready_file;
+    if (redis) config.redis = *redis;
+    if (redis_prefix) config.redis_prefix = *redis_prefix;
+    if (cache_ttl) config.cache_ttl = parse_duration_setting(*cache_ttl, "--cache-ttl");
+    if (redis_timeout) {
+      config.redis_timeout = parse_duration_setting(*redis_timeout, "--redis-timeout");
+    }
     validate(config);
   } catch (const ConfigError& error) {
     std::cerr << "discoveryd: configuration error: " << error.what() << "\n";

@@ -45,6 +45,12 @@ struct Config {
   std::chrono::milliseconds dns_tcp_idle_timeout{10'000};
   std::string dns_version_bind;  // CHAOS version.bind answer; empty: REFUSED
   std::string dns_id_server;     // CHAOS id.server answer; empty: REFUSED
+  // [cache]
+  std::string redis = "127.0.0.1:6379";  // "none" or "": no Redis
+  std::string redis_prefix = "discoveryd:";
+  std::chrono::milliseconds cache_ttl{30'000};
+  std::chrono::milliseconds redis_timeout{5};
+  bool near_cache = true;
   // [health]
   std::chrono::milliseconds check_interval{30'000};
   std::chrono::milliseconds check_timeout{2'000};

@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -11,9 +12,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
 #include "config.h"
+#include "dns/server.h"
 #include "registry/api.h"
 #include "registry/http_server.h"
+#include "store/service_cache.h"
 #include "store/sqlite_store.h"
 #include "store/writer.h"
 
@@ -21,7 +26,7 @@ namespace {
 
 void setup_logging(const std::string& level) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  for (const char* name : {"main", "store", "registry", "http", "dns", "health"}) {
+  for (const char* name : {"main", "store", "cache", "registry", "http", "dns", "health"}) {
     auto logger = std::make_shared<spdlog::logger>(name, sink);
     spdlog::register_logger(logger);
   }
@@ -41,6 +46,77 @@ void write_ready_file(const std::string& path, const nlohmann::json& endpoints) 
   std::filesystem::rename(temporary, path);
 }
 
+store::CacheOptions cache_options(const daemon_config::Config& config) {
+  store::CacheOptions options;
+  if (config.redis != "none" && !config.redis.empty()) {
+    options.redis = store::redis::parse_address(config.redis);  // validated by config
+    options.redis->command_timeout = config.redis_timeout;
+  }
+  options.prefix = config.redis_prefix;
+  options.ttl = config.cache_ttl;
+  options.near_cache = config.near_cache;
+  return options;
+}
+
+dns::Options dns_options(const daemon_config::Config& config, const std::string& zone_file) {
+  dns::Options options;
+  options.domain = config.domain;
+  options.zone_file = zone_file;
+  options.listen_address = config.dns_listen.host;
+  options.listen_port = config.dns_listen.port;
+  options.answer_ttl = config.dns_answer_ttl;
+  options.negative_ttl = config.dns_negative_ttl;
+  options.max_udp_payload = config.dns_max_udp_payload;
+  options.version_bind = config.dns_version_bind;
+  options.id_server = config.dns_id_server;
+  options.tcp_idle_timeout = config.dns_tcp_idle_timeout;
+  options.max_tcp_connections = config.dns_max_tcp_connections;
+  return options;
+}
+
+nlohmann::json dns_status(const dns::Server& server) {
+  const auto& s = server.stats();
+  return {{"status", "serving"},
+          {"udp", server.udp_endpoint().to_string()},
+          {"tcp", server.tcp_endpoint().to_string()},
+          {"udp_queries", s.udp_queries.load()},
+          {"tcp_queries", s.tcp_queries.load()},
+          {"noerror", s.noerror.load()},
+          {"nxdomain", s.nxdomain.load()},
+          {"servfail", s.servfail.load()},
+          {"refused", s.refused.load()},
+          {"formerr", s.formerr.load()},
+          {"notimp", s.notimp.load()},
+          {"truncated", s.truncated.load()},
+          {"dropped", s.dropped.load()},
+          {"lookups", s.lookups.load()},
+          {"lookup_failures", s.lookup_failures.load()},
+          {"tcp_connections_open", s.tcp_connections_open.load()},
+          {"tcp_connections_rejected", s.tcp_connections_rejected.load()}};
+}
+
+nlohmann::json cache_status(const store::ServiceCache& cache) {
+  const auto s = cache.stats();
+  return {{"status", cache.status()},
+          {"redis_connected", s.redis_connected},
+          {"redis_trusted", s.redis_trusted},
+          {"tracking_active", s.tracking_active},
+          {"near_entries", s.near_entries},
+          {"near_hits", s.near_hits},
+          {"redis_hits", s.redis_hits},
+          {"redis_misses", s.redis_misses},
+          {"fills", s.fills},
+          {"fills_refused", s.fills_refused},
+          {"invalidations", s.invalidations},
+          {"invalidation_failures", s.invalidation_failures},
+          {"fallbacks", s.fallbacks},
+          {"redis_errors", s.redis_errors},
+          {"db_reads", s.db_reads},
+          {"coalesced", s.coalesced},
+          {"stale_retries", s.stale_retries},
+          {"outbox_replays", s.outbox_replays}};
+}
+
 int run(const daemon_config::Config& config) {
   auto log = spdlog::get("main");
   const auto db_directory = std::filesystem::path(config.db_path).parent_path();
@@ -48,7 +124,32 @@ int run(const daemon_config::Config& config) {
 
   store::SqliteStore store({config.db_path, config.db_synchronous_full});
   log->info("database {} open (schema version {})", config.db_path, store.schema_version());
-  store::Writer writer(store, /*on_commit=*/{});
+
+  // The writer's commit listener invalidates the cache before any write is
+  // acknowledged; the cache needs the writer to confirm outbox entries.
+  std::unique_ptr<store::ServiceCache> cache;
+  store::Writer writer(store,
+                       [&](const store::Writer::Commit& commit) { cache->on_commit(commit); });
+  cache = std::make_unique<store::ServiceCache>(store, writer, cache_options(config));
+  cache->start();
+  if (config.redis == "none" || config.redis.empty()) {
+    log->info("cache: no Redis configured; in-process cache and SQLite only");
+  } else {
+    log->info("cache: Redis at {} (prefix \"{}\", TTL {} ms, timeout {} ms)", config.redis,
+              config.redis_prefix, config.cache_ttl.count(), config.redis_timeout.count());
+  }
+
+  // DNS on its own thread, so that queries never queue behind HTTP work.
+  const std::string zone_file =
+      (std::filesystem::path(config.zones_dir) / (config.domain + "zone")).string();
+  auto zone = dns::Zone::load(zone_file, config.domain);
+  boost::asio::io_context dns_io;
+  dns::Server dns_server(dns_io, dns_options(config, zone_file), zone, *cache);
+  dns_server.start();
+  log->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file,
+            dns_server.udp_endpoint().to_string());
+  auto dns_work = boost::asio::make_work_guard(dns_io);
+  std::thread dns_thread([&] { dns_io.run(); });
 
   boost::asio::io_context io;
   registry::HttpServer* http_server = nullptr;
@@ -58,8 +159,10 @@ int run(const daemon_config::Config& config) {
                       {"accepted", stats.accepted},
                       {"rejected_over_limit", stats.rejected_over_limit},
                       {"requests", stats.requests}};
+    status["dns"] = dns_status(dns_server);
+    status["cache"] = cache_status(*cache);
   };
-  registry::Api api(store, writer,
+  registry::Api api(store, writer, *cache,
                     {config.check_interval, config.check_timeout, config.check_failures},
                     report_status);
   registry::HttpServer http(io,
@@ -72,7 +175,9 @@ int run(const daemon_config::Config& config) {
   log->info("HTTP API listening on {}", http_bound.to_string());
 
   if (!config.ready_file.empty()) {
-    write_ready_file(config.ready_file, {{"http", http_bound.to_string()}, {"pid", ::getpid()}});
+    write_ready_file(config.ready_file, {{"http", http_bound.to_string()},
+                                         {"dns", dns_server.udp_endpoint().to_string()},
+                                         {"pid", ::getpid()}});
   }
 
   // Stop on SIGINT/SIGTERM: no new connections; requests in flight complete; then
@@ -105,7 +210,13 @@ int run(const daemon_config::Config& config) {
   });
 
   io.run();
+  // HTTP is done. Close the DNS listeners, then let the writer commit what is
+  // queued (its listener still needs the cache), then stop the cache.
+  dns_server.stop();
+  dns_work.reset();
+  dns_thread.join();
   writer.stop();
+  cache->stop();
   log->info("stopped");
   return 0;
 }

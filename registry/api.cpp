@@ -122,10 +122,11 @@ HttpResponse error_response(int status, std::string_view message, std::string_vi
   return json_response(status, body);
 }
 
-Api::Api(store::SqliteStore& store, store::Writer& writer, CheckDefaults defaults,
-         StatusProvider status_provider)
+Api::Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
+         CheckDefaults defaults, StatusProvider status_provider)
     : store_(store),
       writer_(writer),
+      lookup_(lookup),
       defaults_(defaults),
       status_provider_(std::move(status_provider)) {}
 
@@ -162,7 +163,7 @@ void Api::handle(const HttpRequest& request, Respond respond) {
     if (method != "GET") return respond(method_not_allowed("GET"));
     auto service = label(2, "service");
     if (!service) return;
-    return get_service(*service, respond);
+    return get_service(*service, std::move(respond));
   }
   if (route_is({"v1", "services", "*", "instances"})) {
     if (method != "POST") return respond(method_not_allowed("POST"));
@@ -208,20 +209,23 @@ void Api::list_services(Respond& respond) {
   }
 }
 
-void Api::get_service(const std::string& service, Respond& respond) {
-  try {
-    const auto snapshot = store_.read_service(service);
+void Api::get_service(const std::string& service, Respond respond) {
+  const auto render = [service](const store::LookupResult& result) {
+    if (!result.ok) return error_response(503, "database unavailable: " + result.error);
+    const auto& snapshot = *result.snapshot;
     if (snapshot.instances.empty()) {
-      return respond(error_response(404, "no instances registered for " + service, "service"));
+      return error_response(404, "no instances registered for " + service, "service");
     }
     json instances = json::array();
     for (const auto& instance : snapshot.instances) instances.push_back(instance_to_json(instance));
-    respond(json_response(200, {{"service", snapshot.service},
-                                {"version", snapshot.version},
-                                {"instances", std::move(instances)}}));
-  } catch (const store::StoreError& error) {
-    respond(error_response(503, std::string("database unavailable: ") + error.what()));
-  }
+    return json_response(200, {{"service", snapshot.service},
+                               {"version", snapshot.version},
+                               {"instances", std::move(instances)}});
+  };
+  if (auto cached = lookup_.find_cached(service)) return respond(render({true, cached, {}}));
+  lookup_.fetch(service, [respond = std::move(respond), render](store::LookupResult result) {
+    respond(render(result));
+  });
 }
 
 void Api::status(Respond& respond) {

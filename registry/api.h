@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "registry/validation.h"
+#include "store/lookup.h"
 #include "store/sqlite_store.h"
 #include "store/writer.h"
 
@@ -39,8 +40,10 @@ class Api {
   // components; the API adds its own database part.
   using StatusProvider = std::function<void(nlohmann::json& status)>;
 
-  Api(store::SqliteStore& store, store::Writer& writer, CheckDefaults defaults,
-      StatusProvider status_provider = {});
+  // Writes go through `writer`; `GET /v1/services/{service}` through `lookup`
+  // (the cache, like DNS); the service list and status read `store` directly.
+  Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
+      CheckDefaults defaults, StatusProvider status_provider = {});
 
   // Handles one request. `respond` is called exactly once: immediately for reads
   // and errors, from the writer thread once a write is committed.
@@ -48,7 +51,7 @@ class Api {
 
  private:
   void list_services(Respond& respond);
-  void get_service(const std::string& service, Respond& respond);
+  void get_service(const std::string& service, Respond respond);
   void status(Respond& respond);
   void register_instance(const HttpRequest& request, std::string service, std::string id,
                          bool server_chose_id, Respond respond);
@@ -57,6 +60,7 @@ class Api {
 
   store::SqliteStore& store_;
   store::Writer& writer_;
+  store::ServiceLookup& lookup_;
   CheckDefaults defaults_;
   StatusProvider status_provider_;
 };

@@ -49,6 +49,13 @@ constexpr const char* kMigrations[] = {
     R"sql(
       ALTER TABLE services ADD COLUMN lb_strategy TEXT NOT NULL DEFAULT '';
     )sql",
+    // 2 -> 3: cache invalidations not yet confirmed by Redis (the outbox).
+    R"sql(
+      CREATE TABLE cache_outbox (
+        service TEXT PRIMARY KEY,
+        version INTEGER NOT NULL  -- the service version the cache must not predate
+      ) WITHOUT ROWID;
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 
@@ -323,16 +330,39 @@ const std::string& service_of(const Mutation& mutation) {
       mutation);
 }
 
-std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations, TimePoint now) {
+std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutations, TimePoint now,
+                                               std::span<const OutboxEntry> confirmed) {
   std::vector<MutationResult> results;
   results.reserve(mutations.size());
   std::lock_guard lock(write_mutex_);
   try {
     SQLite::Transaction transaction(*write_db_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!confirmed.empty()) {
+      // Only entries at or below the confirmed version: a newer change recorded
+      // meanwhile still needs its own invalidation.
+      SQLite::Statement clear(*write_db_,
+                              "DELETE FROM cache_outbox WHERE service = ? AND version <= ?");
+      for (const OutboxEntry& entry : confirmed) {
+        clear.bind(1, entry.service);
+        clear.bind(2, static_cast<std::int64_t>(entry.version));
+        clear.exec();
+        clear.reset();
+      }
+    }
+    SQLite::Statement record_outbox(
+        *write_db_,
+        "INSERT INTO cache_outbox (service, version) VALUES (?, ?) ON CONFLICT(service) "
+        "DO UPDATE SET version = max(version, excluded.version)");
     for (const Mutation& mutation : mutations) {
       write_db_->exec("SAVEPOINT mutation");
       try {
         results.push_back(std::visit([&](const auto& m) { return apply_one(m, now); }, mutation));
+        if (results.back().changed()) {
+          record_outbox.bind(1, service_of(mutation));
+          record_outbox.bind(2, static_cast<std::int64_t>(results.back().service_version));
+          record_outbox.exec();
+          record_outbox.reset();
+        }
         write_db_->exec("RELEASE mutation");
       } catch (const std::exception& error) {
         write_db_->exec("ROLLBACK TO mutation");
@@ -401,6 +431,22 @@ std::vector<Instance> SqliteStore::read_all_instances() {
     throw;
   } catch (const std::exception& error) {
     throw StoreError(std::string("read_all_instances failed: ") + error.what());
+  }
+}
+
+std::vector<OutboxEntry> SqliteStore::read_outbox() {
+  std::lock_guard lock(read_mutex_);
+  try {
+    std::vector<OutboxEntry> entries;
+    SQLite::Statement query(*read_db_,
+                            "SELECT service, version FROM cache_outbox ORDER BY service");
+    while (query.executeStep()) {
+      entries.push_back({query.getColumn(0).getString(),
+                         static_cast<std::uint64_t>(query.getColumn(1).getInt64())});
+    }
+    return entries;
+  } catch (const std::exception& error) {
+    throw StoreError(std::string("read_outbox failed: ") + error.what());
   }
 }
 

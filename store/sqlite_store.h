@@ -90,6 +90,15 @@ struct MutationResult {
   }
 };
 
+// A cache invalidation that must reach Redis: written in the same transaction as
+// the change it belongs to, deleted once Redis confirmed it. See
+// docs/architecture.md, "No lost invalidation".
+struct OutboxEntry {
+  std::string service;
+  std::uint64_t version = 0;
+  friend bool operator==(const OutboxEntry&, const OutboxEntry&) = default;
+};
+
 struct StoreOptions {
   std::string path;
   // FULL makes every acknowledged write survive power loss; NORMAL only process
@@ -100,7 +109,7 @@ struct StoreOptions {
 
 class SqliteStore {
  public:
-  static constexpr int kLatestSchemaVersion = 2;
+  static constexpr int kLatestSchemaVersion = 3;
 
   // Opens (creating if needed) and migrates the database up to
   // target_schema_version. Throws StoreError if the file holds a newer schema
@@ -113,8 +122,13 @@ class SqliteStore {
 
   // Applies the mutations in one transaction, each under its own savepoint so that
   // one failing mutation does not undo the others. One result per mutation. If the
-  // commit itself fails, every result is `failed`. Thread-safe.
-  std::vector<MutationResult> apply(std::span<const Mutation> mutations, TimePoint now);
+  // commit itself fails, every result is `failed`. Every change also records an
+  // outbox entry for its service in the same transaction; `confirmed` entries
+  // (invalidations Redis acknowledged since) are deleted in it. Thread-safe.
+  std::vector<MutationResult> apply(std::span<const Mutation> mutations, TimePoint now,
+                                    std::span<const OutboxEntry> confirmed = {});
+  // Invalidations not yet confirmed by the cache (start-up and Redis recovery).
+  std::vector<OutboxEntry> read_outbox();
 
   // One service's instances in one consistent read. Thread-safe.
   ServiceSnapshot read_service(std::string_view service);

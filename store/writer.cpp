@@ -34,6 +34,12 @@ void Writer::submit(Mutation mutation, Completion completion) {
   wake_.notify_one();
 }
 
+void Writer::confirm_invalidations(std::vector<OutboxEntry> entries) {
+  std::lock_guard lock(mutex_);
+  confirmed_.insert(confirmed_.end(), std::make_move_iterator(entries.begin()),
+                    std::make_move_iterator(entries.end()));
+}
+
 void Writer::stop() {
   {
     std::lock_guard lock(mutex_);
@@ -51,20 +57,37 @@ Writer::Stats Writer::stats() const {
 void Writer::run() {
   std::vector<Pending> batch;
   std::vector<Mutation> mutations;
+  std::vector<OutboxEntry> confirmed;
   for (;;) {
     batch.clear();
+    confirmed.clear();
     {
       std::unique_lock lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
+      if (queue_.empty()) {
+        // Stopping and drained: record the last confirmations, then leave.
+        confirmed.swap(confirmed_);
+        lock.unlock();
+        if (!confirmed.empty()) store_.apply({}, now_(), confirmed);
+        return;
+      }
       while (!queue_.empty() && batch.size() < kMaxBatch) {
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      confirmed.swap(confirmed_);
     }
     mutations.clear();
     for (auto& pending : batch) mutations.push_back(std::move(pending.mutation));
-    const auto results = store_.apply(mutations, now_());
+    const auto results = store_.apply(mutations, now_(), confirmed);
+    if (!confirmed.empty() && std::any_of(results.begin(), results.end(), [](const auto& r) {
+          return r.outcome == Outcome::failed;
+        })) {
+      // The transaction may have failed as a whole: keep the confirmations for the
+      // next one (deleting an outbox row twice is harmless).
+      std::lock_guard lock(mutex_);
+      confirmed_.insert(confirmed_.end(), confirmed.begin(), confirmed.end());
+    }
 
     std::vector<std::string> changed;
     for (std::size_t i = 0; i < results.size(); ++i) {

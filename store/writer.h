@@ -41,6 +41,10 @@ class Writer {
   // Queues a mutation. Thread-safe. The completion runs on the writer thread once
   // the mutation is committed (or has failed); it must not block.
   void submit(Mutation mutation, Completion completion);
+  // Records that the cache confirmed these invalidations: their outbox rows are
+  // deleted in the next transaction (no transaction of their own: a row that
+  // lingers only causes one extra, harmless invalidation after a restart).
+  void confirm_invalidations(std::vector<OutboxEntry> entries);
   // Stops accepting work, finishes everything queued, joins the thread.
   void stop();
 
@@ -64,6 +68,7 @@ class Writer {
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;
+  std::vector<OutboxEntry> confirmed_;
   bool stopping_ = false;
   Stats stats_;
   std::thread thread_;

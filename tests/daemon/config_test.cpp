@@ -75,7 +75,7 @@ TEST(Config, TomlOverridesDefaults) {
 TEST(Config, ErrorsNameFileAndSetting) {
   EXPECT_NE(error_of("[http]\nlisten = 5\n").find("http.listen"), std::string::npos);
   EXPECT_NE(error_of("[http]\nlsten = \"x\"\n").find("http.lsten"), std::string::npos);
-  EXPECT_NE(error_of("[cache]\n").find("[cache]"), std::string::npos);
+  EXPECT_NE(error_of("[bogus]\n").find("[bogus]"), std::string::npos);
   EXPECT_NE(error_of("[health]\ninterval = \"soon\"\n").find("health.interval"), std::string::npos);
   EXPECT_NE(error_of("[health]\nfailures = 0\n").find("health.failures"), std::string::npos);
   EXPECT_NE(error_of("this is not toml").find("test.toml:1"), std::string::npos);

@@ -215,7 +215,8 @@ TEST(DaemonStartup, RejectsABadConfigFileNamingTheSetting) {
   test_support::TempDir dir;
   std::ofstream(dir.file("bad.toml"))
       << "[http]\nlisten = \"127.0.0.1:8500\"\nmax_conections = 3\n";
-  Daemon daemon(dir, {.db_path = {}, .extra_args = {"--config", dir.file("bad.toml")}});
+  Daemon daemon(
+      dir, {.db_path = {}, .extra_args = {"--config", dir.file("bad.toml")}, .redis_port = {}});
   EXPECT_FALSE(daemon.start());
   EXPECT_EQ(daemon.wait_exit(), 2);
   EXPECT_NE(daemon.log().find("http.max_conections"), std::string::npos) << daemon.log();
@@ -229,7 +230,8 @@ class LimitedDaemonTest : public ::testing::Test {
     ASSERT_TRUE(daemon.start()) << daemon.log();
   }
   test_support::TempDir dir;
-  Daemon daemon{dir, {.db_path = {}, .extra_args = {"--config", dir.file("limits.toml")}}};
+  Daemon daemon{
+      dir, {.db_path = {}, .extra_args = {"--config", dir.file("limits.toml")}, .redis_port = {}}};
 };
 
 TEST_F(LimitedDaemonTest, SlowClientIsCutOffWhileOthersAreServed) {

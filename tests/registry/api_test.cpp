@@ -9,6 +9,7 @@
 #include <future>
 #include <nlohmann/json.hpp>
 
+#include "store/service_cache.h"
 #include "tests/support/process.h"
 
 namespace {
@@ -20,8 +21,14 @@ class ApiTest : public ::testing::Test {
  protected:
   test_support::TempDir dir;
   store::SqliteStore store{{dir.file("registry.db")}};
-  store::Writer writer{store, {}};
-  registry::Api api{store, writer, {30s, 2s, 3}};
+  store::ServiceCache cache{store, writer, {}};
+  store::Writer writer{store, [this](const store::Writer::Commit& c) { cache.on_commit(c); }};
+  registry::Api api{store, writer, cache, {30s, 2s, 3}};
+  void SetUp() override { cache.start(); }
+  void TearDown() override {
+    writer.stop();
+    cache.stop();
+  }
 
   registry::HttpResponse call(std::string method, std::string target, std::string body = {},
                               std::string content_type = "application/json") {

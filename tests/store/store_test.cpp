@@ -194,6 +194,42 @@ TEST_F(SqliteStoreTest, RecordChecksStoresHealthDataWithoutChangingVersions) {
   EXPECT_EQ(db.read_service("orders").version, 1u);
 }
 
+TEST_F(SqliteStoreTest, EveryChangeLeavesAnOutboxEntryUntilConfirmed) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  apply(db, store::Upsert{make_registration("orders", "a2")});
+  apply(db, store::Upsert{make_registration("payments", "p1")});
+  apply(db, store::Deregister{"orders", "missing"});  // no change, no entry
+  EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"orders", 2}, {"payments", 1}}));
+  // Confirming an older version than the latest change keeps the entry.
+  const std::vector<store::OutboxEntry> stale = {{"orders", 1}, {"payments", 1}};
+  db.apply({}, kNow, stale);
+  EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"orders", 2}}));
+  const std::vector<store::OutboxEntry> current = {{"orders", 2}};
+  db.apply({}, kNow, current);
+  EXPECT_TRUE(db.read_outbox().empty());
+}
+
+TEST_F(SqliteStoreTest, WriterClearsConfirmedOutboxEntriesWithItsNextCommit) {
+  store::SqliteStore db({path});
+  {
+    store::Writer writer(db, {});
+    std::promise<void> first;
+    writer.submit(store::Upsert{make_registration("orders", "a1")},
+                  [&](const store::MutationResult&) { first.set_value(); });
+    first.get_future().wait();
+    EXPECT_EQ(db.read_outbox().size(), 1u);
+    writer.confirm_invalidations({{"orders", 1}});
+    std::promise<void> second;
+    writer.submit(store::Upsert{make_registration("payments", "p1")},
+                  [&](const store::MutationResult&) { second.set_value(); });
+    second.get_future().wait();
+    EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"payments", 1}}));
+    writer.confirm_invalidations({{"payments", 1}});
+  }  // stopping records the last confirmations
+  EXPECT_TRUE(db.read_outbox().empty());
+}
+
 TEST_F(SqliteStoreTest, BatchAppliesEachMutationIndependently) {
   store::SqliteStore db({path});
   std::vector<store::Mutation> batch = {
@@ -283,8 +319,7 @@ TEST_F(SqliteStoreTest, WriterGroupsConcurrentMutationsIntoFewCommits) {
   store::SqliteStore db({path});
   std::vector<std::string> notified;
   store::Writer writer(db, [&](const store::Writer::Commit& commit) {
-    notified.insert(notified.end(), commit.changed_services.begin(),
-                    commit.changed_services.end());
+    notified.insert(notified.end(), commit.changed_services.begin(), commit.changed_services.end());
   });
   constexpr int kWrites = 400;
   std::vector<std::promise<store::MutationResult>> promises(kWrites);

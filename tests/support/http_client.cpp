@@ -31,6 +31,8 @@ HttpClient::HttpClient(std::uint16_t port, std::string host)
     : port_(port), host_(std::move(host)), connection_(std::make_unique<Connection>()) {}
 
 HttpClient::~HttpClient() = default;
+HttpClient::HttpClient(HttpClient&&) noexcept = default;
+HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
 
 HttpResult HttpClient::request(const std::string& method, const std::string& target,
                                const std::string& body, const std::string& content_type) {

@@ -22,6 +22,8 @@ class HttpClient {
  public:
   explicit HttpClient(std::uint16_t port, std::string host = "127.0.0.1");
   ~HttpClient();
+  HttpClient(HttpClient&&) noexcept;
+  HttpClient& operator=(HttpClient&&) noexcept;
 
   // One request on the client's keep-alive connection (reconnects if needed).
   HttpResult request(const std::string& method, const std::string& target,

@@ -146,7 +146,11 @@ bool Daemon::start() {
                                    "--ready-file",
                                    ready_path_,
                                    "--log-level",
-                                   "debug"};
+                                   "debug",
+                                   "--redis",
+                                   options_.redis_port
+                                       ? "127.0.0.1:" + std::to_string(*options_.redis_port)
+                                       : std::string("none")};
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   process_ = std::make_unique<Process>(argv, log_path_);
   const bool ready =
@@ -156,6 +160,8 @@ bool Daemon::start() {
   const auto endpoints = nlohmann::json::parse(read_file(ready_path_));
   const auto http = endpoints.at("http").get<std::string>();
   http_port_ = static_cast<std::uint16_t>(std::stoi(http.substr(http.rfind(':') + 1)));
+  const auto dns = endpoints.at("dns").get<std::string>();
+  dns_port_ = static_cast<std::uint16_t>(std::stoi(dns.substr(dns.rfind(':') + 1)));
   return true;
 }
 

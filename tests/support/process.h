@@ -4,6 +4,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,7 @@ class Daemon {
   struct Options {
     std::string db_path;  // default: <dir>/discoveryd.db
     std::vector<std::string> extra_args;
+    std::optional<std::uint16_t> redis_port;  // none: --redis none
   };
   Daemon(const TempDir& dir, Options options);
   explicit Daemon(const TempDir& dir) : Daemon(dir, Options{}) {}
