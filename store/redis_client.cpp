@@ -707,6 +707,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
         argv.push_back(prefix);
       }
     }
+    if (options.tracking_noloop) argv.push_back("NOLOOP");
     issue_internal(main, argv, [this, epoch](const Result& result) {
       if (epoch != tracking_epoch || tracking_state != Tracking::enabling) return;
       if (!result.ok) {

@@ -52,6 +52,9 @@ struct Options {
   std::chrono::milliseconds min_backoff{50}, max_backoff{2000};
   // This many timeouts in a row, with no reply in between, drop the connection.
   std::uint32_t max_consecutive_timeouts = 8;
+  // Tracking with NOLOOP: keys this client writes are not reported back to it.
+  // For owners that already invalidate their own changes locally.
+  bool tracking_noloop = false;
 };
 
 // Accepts "HOST:PORT", "[V6]:PORT", "redis://HOST:PORT", "redis://[V6]:PORT" and

@@ -164,6 +164,9 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
       trusted = false;
       ++missed_invalidations;
     }
+    // Whatever came from Redis is suspect now, including near-cache entries filled
+    // from it and reads of it still in flight.
+    invalidate_all_local();
     if (was_trusted)
       logger()->warn("cache degraded: {}; lookups read SQLite until Redis recovers", why);
   }
@@ -344,33 +347,36 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
       writer.confirm_invalidations(std::move(entries));
       return;
     }
+    bool redis_trusted;
     {
       std::lock_guard lock(trust_mutex);
-      if (!trusted) {
-        // Redis is not being read; the outbox keeps the invalidation for the replay.
-        ++missed_invalidations;
-        return;
+      redis_trusted = trusted;
+      // Redis is not being read; the outbox keeps the invalidation for the replay.
+      if (!trusted) ++missed_invalidations;
+    }
+    bool confirmed_by_redis = false;
+    if (redis_trusted) {
+      auto confirmed = std::make_shared<std::promise<bool>>();
+      auto confirmed_future = confirmed->get_future();
+      asio::post(io, [self = shared_from_this(), entries, confirmed] {
+        self->invalidate_in_redis(entries, [confirmed](bool ok) { confirmed->set_value(ok); });
+      });
+      // Every command completes within its timeout; the margin covers a busy loop.
+      confirmed_by_redis =
+          confirmed_future.wait_for(options.redis->command_timeout * 20 +
+                                    std::chrono::milliseconds(500)) == std::future_status::ready &&
+          confirmed_future.get();
+      if (!confirmed_by_redis) {
+        ++counters.invalidation_failures;
+        distrust_redis("an invalidation did not reach Redis");
+        asio::post(io, [self = shared_from_this()] { self->recover(); });
       }
     }
-    std::promise<bool> confirmed;
-    auto confirmed_future = confirmed.get_future();
-    asio::post(io, [self = shared_from_this(), entries, &confirmed] {
-      self->invalidate_in_redis(entries, [&confirmed](bool ok) { confirmed.set_value(ok); });
-    });
-    // Every command completes within its timeout; the margin covers a busy loop.
-    const bool ok =
-        confirmed_future.wait_for(options.redis->command_timeout * 20 +
-                                  std::chrono::milliseconds(500)) == std::future_status::ready &&
-        confirmed_future.get();
-    if (ok) {
-      writer.confirm_invalidations(std::move(entries));
-      return;
-    }
-    ++counters.invalidation_failures;
-    distrust_redis("an invalidation did not reach Redis");
-    asio::post(io, [self = shared_from_this()] { self->recover(); });
-    // The future may still be set later; keep the promise alive until then.
-    if (confirmed_future.valid()) confirmed_future.wait();
+    // A lookup that took its generation after the first bump may have read Redis
+    // before the DEL (or the distrust) reached it; bumping again once Redis is
+    // settled keeps what it read out of the near cache.
+    invalidate_local(commit.changed_services);
+    if (confirmed_by_redis) writer.confirm_invalidations(std::move(entries));
   }
 
   // ---- recovery: make Redis trustworthy again (cache thread) ----
