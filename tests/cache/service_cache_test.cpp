@@ -328,8 +328,16 @@ TEST_F(ServiceCacheTest, NearCacheServesHitsFromMemoryAndDropsThemOnChange) {
   auto node = make_node(options(/*near_cache=*/true));
   ASSERT_TRUE(wait_until([&] { return node->cache->stats().tracking_active; }));
   node->commit(store::Upsert{registration("a1")});
-  node->ids();
-  ASSERT_TRUE(wait_until([&] { return node->cache->find_cached("orders") != nullptr; }));
+  // Lookups fill it (a tracking reset may empty it meanwhile: look up again).
+  ASSERT_TRUE(wait_until([&] {
+    node->ids();
+    return node->cache->find_cached("orders") != nullptr;
+  }));
+  const auto db_reads = node->cache->stats().db_reads;
+  const auto near_hits = node->cache->stats().near_hits;
+  EXPECT_EQ(node->ids(), std::vector<std::string>{"a1"});
+  EXPECT_GT(node->cache->stats().near_hits, near_hits);
+  EXPECT_EQ(node->cache->stats().db_reads, db_reads);
   node->commit(store::Upsert{registration("a2")});
   EXPECT_EQ(node->cache->find_cached("orders"), nullptr);  // gone before the ack
   EXPECT_EQ(node->ids(), (std::vector<std::string>{"a1", "a2"}));
@@ -340,8 +348,10 @@ TEST_F(ServiceCacheTest, NearCacheFollowsChangesMadeByAnotherDaemon) {
   auto writer = make_node(options());
   ASSERT_TRUE(wait_until([&] { return reader->cache->stats().tracking_active; }));
   writer->commit(store::Upsert{registration("a1")});
-  reader->ids();
-  ASSERT_TRUE(wait_until([&] { return reader->cache->find_cached("orders") != nullptr; }));
+  ASSERT_TRUE(wait_until([&] {
+    reader->ids();
+    return reader->cache->find_cached("orders") != nullptr;
+  }));
   writer->commit(store::Deregister{"orders", "a1"});
   // The other daemon's invalidation reaches us as a Redis tracking message.
   EXPECT_TRUE(wait_until([&] { return reader->cache->find_cached("orders") == nullptr; }));
