@@ -338,4 +338,22 @@ TEST_F(CachedDaemonTest, LookupsAnswerThroughRedisKillPauseAndRestartAndNothingS
   EXPECT_EQ(http.get("/v1/services/orders").json()["instances"].size(), 1u);
 }
 
+TEST(CacheStartup, WithoutAReachableRedisTheDaemonStartsServesAndReportsDegraded) {
+  test_support::TempDir dir;
+  const auto closed_port = test_support::free_port();  // nothing listens there
+  Daemon daemon(dir, {.db_path = {}, .extra_args = {}, .redis_port = closed_port});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  HttpClient http(daemon.http_port());
+  EXPECT_EQ(http.get("/v1/status").json()["cache"]["status"], "degraded");
+  ASSERT_EQ(
+      http.put("/v1/services/orders/instances/a1", {{"address", "10.0.0.1"}, {"port", 80}}).status,
+      201);
+  const auto reply = dns::testing::udp_exchange(
+      daemon.dns_port(),
+      dns::testing::make_query({.name = "orders.service.discovery.", .type = 1}));
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(dns::testing::Response(*reply).answer_count(), 1u);
+  EXPECT_EQ(http.get("/v1/services/orders").status, 200);
+}
+
 }  // namespace
