@@ -63,6 +63,13 @@ class TableReader {
     if (!node->is_integer()) throw ConfigError(setting(key) + " must be an integer");
     return node->as_integer()->get();
   }
+  std::optional<double> number(std::string_view key) const {
+    const auto* node = find(key);
+    if (!node) return std::nullopt;
+    if (node->is_integer()) return static_cast<double>(node->as_integer()->get());
+    if (!node->is_floating_point()) throw ConfigError(setting(key) + " must be a number");
+    return node->as_floating_point()->get();
+  }
   std::optional<bool> boolean(std::string_view key) const {
     const auto* node = find(key);
     if (!node) return std::nullopt;
@@ -211,7 +218,18 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     if (auto near = cache.boolean("near_cache")) config.near_cache = *near;
 
     TableReader health(root, "health");
-    health.known({"interval", "timeout", "failures"});
+    health.known(
+        {"interval", "timeout", "failures", "max_concurrent_probes", "protection_threshold"});
+    if (auto max = health.integer("max_concurrent_probes")) {
+      config.max_concurrent_probes =
+          integer_setting<std::size_t>(*max, 1, 1'000'000, "health.max_concurrent_probes");
+    }
+    if (auto threshold = health.number("protection_threshold")) {
+      if (!(*threshold > 0 && *threshold < 1)) {
+        throw ConfigError("health.protection_threshold must be between 0 and 1 (exclusive)");
+      }
+      config.protection_threshold = *threshold;
+    }
     if (auto interval = health.string("interval")) {
       config.check_interval = parse_duration_setting(*interval, "health.interval");
     }

@@ -55,6 +55,8 @@ struct Config {
   std::chrono::milliseconds check_interval{30'000};
   std::chrono::milliseconds check_timeout{2'000};
   std::uint32_t check_failures = 3;
+  std::size_t max_concurrent_probes = 1024;
+  std::optional<double> protection_threshold;  // off unless set
   // [log]
   std::string log_level = "info";
   // Not in the file: where to write the bound endpoints once serving (for

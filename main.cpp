@@ -16,8 +16,10 @@
 
 #include "config.h"
 #include "dns/server.h"
+#include "health/checker.h"
 #include "registry/api.h"
 #include "registry/http_server.h"
+#include "store/duration.h"
 #include "store/service_cache.h"
 #include "store/sqlite_store.h"
 #include "store/writer.h"
@@ -117,6 +119,48 @@ nlohmann::json cache_status(const store::ServiceCache& cache) {
           {"outbox_replays", s.outbox_replays}};
 }
 
+health::Options health_options(const daemon_config::Config& config) {
+  health::Options options;
+  options.default_interval = config.check_interval;
+  options.default_timeout = config.check_timeout;
+  options.default_failures = config.check_failures;
+  options.max_concurrent_probes = config.max_concurrent_probes;
+  options.protection_threshold = config.protection_threshold;
+  return options;
+}
+
+nlohmann::json health_status(const health::Checker& checker) {
+  const auto s = checker.stats();
+  return {{"instances", s.instances},
+          {"failing", s.failing},
+          {"probes_started", s.probes_started},
+          {"probes_passed", s.probes_passed},
+          {"probes_failed", s.probes_failed},
+          {"probes_in_flight", s.probes_in_flight},
+          {"probes_queued", s.probes_queued},
+          {"removals", s.removals},
+          {"removals_suppressed", s.removals_suppressed},
+          {"removals_kept", s.removals_kept},
+          {"protection_active", s.protection_active},
+          {"cap_hits", s.cap_hits},
+          {"record_batches", s.record_batches}};
+}
+
+nlohmann::json events_json(const std::vector<health::RemovalEvent>& events) {
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& event : events) {
+    list.push_back({{"type", "removed"},
+                    {"service", event.service},
+                    {"id", event.id},
+                    {"address", event.address},
+                    {"port", event.port},
+                    {"reason", event.reason},
+                    {"failures", event.failures},
+                    {"at", store::format_timestamp(event.at)}});
+  }
+  return list;
+}
+
 int run(const daemon_config::Config& config) {
   auto log = spdlog::get("main");
   const auto db_directory = std::filesystem::path(config.db_path).parent_path();
@@ -128,8 +172,11 @@ int run(const daemon_config::Config& config) {
   // The writer's commit listener invalidates the cache before any write is
   // acknowledged; the cache needs the writer to confirm outbox entries.
   std::unique_ptr<store::ServiceCache> cache;
-  store::Writer writer(store,
-                       [&](const store::Writer::Commit& commit) { cache->on_commit(commit); });
+  std::unique_ptr<health::Checker> checker;
+  store::Writer writer(store, [&](const store::Writer::Commit& commit) {
+    cache->on_commit(commit);
+    if (checker) checker->on_commit(commit);
+  });
   cache = std::make_unique<store::ServiceCache>(store, writer, cache_options(config));
   cache->start();
   if (config.redis == "none" || config.redis.empty()) {
@@ -151,6 +198,17 @@ int run(const daemon_config::Config& config) {
   auto dns_work = boost::asio::make_work_guard(dns_io);
   std::thread dns_thread([&] { dns_io.run(); });
 
+  // The health checker on its own thread: probes never delay HTTP or DNS.
+  boost::asio::io_context health_io;
+  checker = std::make_unique<health::Checker>(health_io, store, writer, health_options(config));
+  checker->start();
+  auto health_work = boost::asio::make_work_guard(health_io);
+  std::thread health_thread([&] { health_io.run(); });
+  log->info(
+      "health checker started ({} instances; defaults: every {} ms, timeout {} ms, {} failures)",
+      checker->stats().instances, config.check_interval.count(), config.check_timeout.count(),
+      config.check_failures);
+
   boost::asio::io_context io;
   registry::HttpServer* http_server = nullptr;
   const auto report_status = [&](nlohmann::json& status) {
@@ -161,10 +219,12 @@ int run(const daemon_config::Config& config) {
                       {"requests", stats.requests}};
     status["dns"] = dns_status(dns_server);
     status["cache"] = cache_status(*cache);
+    status["health"] = health_status(*checker);
   };
+  const auto report_events = [&] { return events_json(checker->recent_removals()); };
   registry::Api api(store, writer, *cache,
                     {config.check_interval, config.check_timeout, config.check_failures},
-                    report_status);
+                    report_status, report_events);
   registry::HttpServer http(io,
                             {config.http_listen.host, config.http_listen.port,
                              config.http_max_connections, config.http_request_timeout},
@@ -215,6 +275,9 @@ int run(const daemon_config::Config& config) {
   dns_server.stop();
   dns_work.reset();
   dns_thread.join();
+  checker->stop();  // flushes its pending check records through the writer
+  health_work.reset();
+  health_thread.join();
   writer.stop();
   cache->stop();
   log->info("stopped");

@@ -51,19 +51,8 @@ bool is_json_content_type(std::string_view content_type) {
   return media == "application/json";
 }
 
-std::string rfc3339(store::TimePoint time) {
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buffer[40];
-  const auto length = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
-  return std::string(buffer, length) + fmt::format(".{:03d}Z", ms % 1000);
-}
-
 json optional_time(const std::optional<store::TimePoint>& time) {
-  return time ? json(rfc3339(*time)) : json(nullptr);
+  return time ? json(store::format_timestamp(*time)) : json(nullptr);
 }
 
 json check_to_json(const store::HealthCheck& check) {
@@ -93,8 +82,8 @@ json instance_to_json(const store::Instance& instance) {
       {"meta", reg.meta},
       {"weight", reg.weight},
       {"check", check_to_json(reg.check)},
-      {"registered_at", rfc3339(instance.registered_at)},
-      {"updated_at", rfc3339(instance.updated_at)},
+      {"registered_at", store::format_timestamp(instance.registered_at)},
+      {"updated_at", store::format_timestamp(instance.updated_at)},
       {"last_check_at", optional_time(instance.last_check_at)},
       {"last_heartbeat_at", optional_time(instance.last_heartbeat_at)},
       {"consecutive_failures", instance.consecutive_failures},
@@ -123,12 +112,13 @@ HttpResponse error_response(int status, std::string_view message, std::string_vi
 }
 
 Api::Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
-         CheckDefaults defaults, StatusProvider status_provider)
+         CheckDefaults defaults, StatusProvider status_provider, EventsProvider events_provider)
     : store_(store),
       writer_(writer),
       lookup_(lookup),
       defaults_(defaults),
-      status_provider_(std::move(status_provider)) {}
+      status_provider_(std::move(status_provider)),
+      events_provider_(std::move(events_provider)) {}
 
 void Api::handle(const HttpRequest& request, Respond respond) {
   const auto segments = split_path(request.target);
@@ -154,6 +144,11 @@ void Api::handle(const HttpRequest& request, Respond respond) {
   if (route_is({"v1", "status"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
     return status(respond);
+  }
+  if (route_is({"v1", "events"})) {
+    if (method != "GET") return respond(method_not_allowed("GET"));
+    json events = events_provider_ ? events_provider_() : json::array();
+    return respond(json_response(200, {{"events", std::move(events)}}));
   }
   if (route_is({"v1", "services"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));

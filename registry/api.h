@@ -39,11 +39,14 @@ class Api {
   // Supplies the "listeners"/"cache"/... parts of GET /v1/status from the other
   // components; the API adds its own database part.
   using StatusProvider = std::function<void(nlohmann::json& status)>;
+  // Supplies the body of GET /v1/events (the health checker's removal history).
+  using EventsProvider = std::function<nlohmann::json()>;
 
   // Writes go through `writer`; `GET /v1/services/{service}` through `lookup`
   // (the cache, like DNS); the service list and status read `store` directly.
   Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
-      CheckDefaults defaults, StatusProvider status_provider = {});
+      CheckDefaults defaults, StatusProvider status_provider = {},
+      EventsProvider events_provider = {});
 
   // Handles one request. `respond` is called exactly once: immediately for reads
   // and errors, from the writer thread once a write is committed.
@@ -63,6 +66,7 @@ class Api {
   store::ServiceLookup& lookup_;
   CheckDefaults defaults_;
   StatusProvider status_provider_;
+  EventsProvider events_provider_;
 };
 
 }  // namespace registry

@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cstdint>
+#include <ctime>
 
 namespace store {
 
@@ -36,6 +37,21 @@ std::string format_duration(std::chrono::milliseconds duration) {
   if (ms != 0 && ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
   if (ms != 0 && ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
+}
+
+std::string format_timestamp(std::chrono::system_clock::time_point time) {
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  const auto seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[48];
+  const auto length = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
+  const auto millis = static_cast<int>(ms % 1000);
+  const char digits[] = {'.', static_cast<char>('0' + millis / 100),
+                         static_cast<char>('0' + millis / 10 % 10),
+                         static_cast<char>('0' + millis % 10), 'Z'};
+  return std::string(buffer, length) + std::string(digits, sizeof digits);
 }
 
 }  // namespace store

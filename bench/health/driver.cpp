@@ -1,0 +1,409 @@
+// health_bench: how many instances one health-checker thread keeps checked every
+// 30 s, at what CPU cost, how fast a removal commits, and memory per instance.
+//
+// It starts health_listeners helper processes (real listening sockets), registers
+// N instances pointing at them directly in a fresh SQLite store, runs the
+// Checker on its own io_context thread with the real group-commit Writer, and
+// measures over a window:
+//  - probes per second (Stats::probes_started),
+//  - the checker thread's CPU (getrusage(RUSAGE_THREAD) on that thread) and the
+//    whole process's (writer and background threads included),
+//  - resident memory per instance (VmRSS after start minus before, malloc_trim'd),
+//  - for a few instances on closed ports: the time from the decisive failed
+//    probe (RemovalEvent::at) to the commit listener seeing the removal.
+//
+//   health_bench --instances 100000 --mode tcp --interval-ms 30000 --measure-s 45
+#include <malloc.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "health/checker.h"
+#include "store/sqlite_store.h"
+#include "store/writer.h"
+
+#ifndef HEALTH_LISTENERS_BINARY
+#define HEALTH_LISTENERS_BINARY "health_listeners"
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using SteadyClock = std::chrono::steady_clock;
+
+struct Arguments {
+  std::size_t instances = 10000;
+  std::string mode = "tcp";  // tcp, http or mixed
+  std::chrono::milliseconds interval{30000};
+  std::chrono::milliseconds timeout{2000};
+  int measure_seconds = 45;
+  int warmup_seconds = 5;
+  std::size_t dead = 20;  // instances on closed ports, for the removal latency
+  int helpers = 2;
+  std::size_t max_concurrent = 1024;
+};
+
+Arguments parse(int argc, char** argv) {
+  Arguments args;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string name = argv[i];
+    const std::string value = argv[i + 1];
+    if (name == "--instances") {
+      args.instances = std::stoul(value);
+    } else if (name == "--mode") {
+      args.mode = value;
+    } else if (name == "--interval-ms") {
+      args.interval = std::chrono::milliseconds(std::stol(value));
+    } else if (name == "--timeout-ms") {
+      args.timeout = std::chrono::milliseconds(std::stol(value));
+    } else if (name == "--measure-s") {
+      args.measure_seconds = std::stoi(value);
+    } else if (name == "--warmup-s") {
+      args.warmup_seconds = std::stoi(value);
+    } else if (name == "--dead") {
+      args.dead = std::stoul(value);
+    } else if (name == "--helpers") {
+      args.helpers = std::stoi(value);
+    } else if (name == "--max-concurrent") {
+      args.max_concurrent = std::stoul(value);
+    } else {
+      std::cerr << "unknown argument " << name << "\n";
+      std::exit(2);
+    }
+  }
+  return args;
+}
+
+long rss_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return 0;
+}
+
+double seconds_of(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+double cpu_of(const rusage& usage) {
+  return seconds_of(usage.ru_utime) + seconds_of(usage.ru_stime);
+}
+
+std::uint16_t closed_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+struct Helper {
+  pid_t pid = -1;
+  std::string ports_file;
+};
+
+// Starts one health_listeners process and waits for its "ready" line.
+Helper start_helper(const std::string& addresses, std::size_t per_address, const std::string& mode,
+                    const std::string& ports_file) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe");
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], STDOUT_FILENO);
+    ::close(pipe_fds[0]);
+    const std::string per = std::to_string(per_address);
+    ::execl(HEALTH_LISTENERS_BINARY, HEALTH_LISTENERS_BINARY, "--addresses", addresses.c_str(),
+            "--first-port", "5000", "--per-address", per.c_str(), "--mode",
+            mode == "http" ? "http" : "tcp", "--ports-file", ports_file.c_str(),
+            static_cast<char*>(nullptr));
+    std::perror("exec health_listeners");
+    std::_Exit(127);
+  }
+  ::close(pipe_fds[1]);
+  std::string line;
+  char c;
+  while (::read(pipe_fds[0], &c, 1) == 1 && c != '\n') line += c;
+  ::close(pipe_fds[0]);
+  if (line.rfind("ready", 0) != 0) throw std::runtime_error("helper failed to start: " + line);
+  return {pid, ports_file};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Arguments args = parse(argc, argv);
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;  // the probes in flight need a few only
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+  char dir_template[] = "/tmp/health-bench-XXXXXX";
+  const std::filesystem::path dir = ::mkdtemp(dir_template);
+
+  // 1. Listening sockets: each helper serves one loopback address 127.0.1.<h+1>,
+  // ports from 5000 up (below the ephemeral range the checker's own connections
+  // use), at most 19,000 each (RLIMIT_NOFILE's hard limit here is 20,000 and
+  // cannot be raised without CAP_SYS_RESOURCE).
+  constexpr std::size_t kPerHelper = 19000;
+  const int helper_count = std::max<int>(
+      args.helpers, static_cast<int>((args.instances + kPerHelper - 101) / (kPerHelper - 100)));
+  const std::size_t per_address =
+      std::min(kPerHelper, args.instances / static_cast<std::size_t>(helper_count) + 100);
+  std::vector<Helper> helpers;
+  const auto helpers_started = SteadyClock::now();
+  for (int h = 0; h < helper_count; ++h) {
+    const std::string addresses = "127.0.1." + std::to_string(h + 1);
+    const std::string mode =
+        args.mode == "mixed" ? (h % 2 ? "http" : "tcp") : args.mode;  // mixed: per helper
+    helpers.push_back(start_helper(addresses, per_address, mode,
+                                   (dir / ("ports-" + std::to_string(h) + ".txt")).string()));
+  }
+  struct Endpoint {
+    std::string address;
+    std::uint16_t port;
+    bool http;
+  };
+  std::vector<Endpoint> endpoints;
+  for (std::size_t h = 0; h < helpers.size(); ++h) {
+    std::ifstream ports(helpers[h].ports_file);
+    const bool http = args.mode == "http" || (args.mode == "mixed" && h % 2 == 1);
+    std::string address;
+    int port;
+    while (ports >> address >> port) {
+      endpoints.push_back({address, static_cast<std::uint16_t>(port), http});
+    }
+  }
+  // Interleave the helpers so that any prefix mixes them.
+  std::vector<Endpoint> mixed;
+  {
+    std::vector<std::vector<Endpoint>> by_helper(helpers.size());
+    for (const auto& endpoint : endpoints) {
+      const std::size_t h =
+          std::stoul(endpoint.address.substr(endpoint.address.rfind('.') + 1)) - 1;
+      by_helper[std::min(h, helpers.size() - 1)].push_back(endpoint);
+    }
+    for (std::size_t i = 0; mixed.size() < endpoints.size(); ++i) {
+      for (auto& list : by_helper) {
+        if (i < list.size()) mixed.push_back(list[i]);
+      }
+    }
+  }
+  if (mixed.size() < args.instances) {
+    std::cerr << "only " << mixed.size() << " listening sockets\n";
+    return 1;
+  }
+  std::printf("listeners: %zu sockets in %zu helper processes (%.1f s)\n", mixed.size(),
+              helpers.size(),
+              std::chrono::duration<double>(SteadyClock::now() - helpers_started).count());
+
+  // 2. Registrations, straight into the store.
+  store::SqliteStore store({(dir / "bench.db").string(), /*synchronous_full=*/false});
+  const auto registering = SteadyClock::now();
+  std::vector<store::Mutation> batch;
+  const auto flush = [&] {
+    for (const auto& result : store.apply(batch, store::Clock::now())) {
+      if (result.outcome != store::Outcome::created) {
+        std::cerr << "registration failed: " << result.error << "\n";
+        std::exit(1);
+      }
+    }
+    batch.clear();
+  };
+  for (std::size_t i = 0; i < args.instances; ++i) {
+    store::Registration reg;
+    reg.service = "svc" + std::to_string(i % 1000);
+    reg.id = "i" + std::to_string(i);
+    reg.address = *store::IpAddress::parse(mixed[i].address);
+    reg.port = mixed[i].port;
+    reg.check.type = mixed[i].http ? store::CheckType::http : store::CheckType::tcp;
+    if (mixed[i].http) reg.check.path = "/health";
+    batch.push_back(store::Upsert{std::move(reg)});
+    if (batch.size() == 5000) flush();
+  }
+  // Instances on closed ports with a 1 s interval: their removals give the latency.
+  // Half are in the database at start (stamps known); half are registered through
+  // the writer during the run (stamps unknown: one service read before removal).
+  const auto dead_registration = [&](std::size_t k) {
+    store::Registration reg;
+    reg.service = "dead" + std::to_string(k);
+    reg.id = "d" + std::to_string(k);
+    reg.address = *store::IpAddress::parse("127.0.0.1");
+    reg.port = closed_port();
+    reg.check.type = store::CheckType::tcp;
+    reg.check.interval = 1000ms;
+    reg.check.timeout = 500ms;
+    return reg;
+  };
+  const std::size_t dead_at_start = args.dead / 2;
+  for (std::size_t k = 0; k < dead_at_start; ++k)
+    batch.push_back(store::Upsert{dead_registration(k)});
+  flush();
+  std::printf("registered %zu instances in %.1f s\n", args.instances + dead_at_start,
+              std::chrono::duration<double>(SteadyClock::now() - registering).count());
+
+  // 3. The checker, wired as main.cpp wires it.
+  std::mutex listener_mutex;
+  health::Checker* checker_for_listener = nullptr;
+  std::map<std::string, store::TimePoint> removal_commits;
+  store::Writer writer(store, [&](const store::Writer::Commit& commit) {
+    const auto now = store::Clock::now();
+    std::lock_guard lock(listener_mutex);
+    for (std::size_t i = 0; i < commit.mutations.size(); ++i) {
+      const auto* removal = std::get_if<store::RemoveUnhealthy>(&commit.mutations[i]);
+      if (removal && commit.results[i].outcome == store::Outcome::removed) {
+        removal_commits[removal->service + "/" + removal->id] = now;
+      }
+    }
+    if (checker_for_listener) checker_for_listener->on_commit(commit);
+  });
+
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  ::malloc_trim(0);
+  const long rss_before = rss_kib();
+  health::Options options;
+  options.default_interval = args.interval;
+  options.default_timeout = args.timeout;
+  options.max_concurrent_probes = args.max_concurrent;
+  auto checker = std::make_unique<health::Checker>(io, store, writer, options);
+  {
+    std::lock_guard lock(listener_mutex);
+    checker_for_listener = checker.get();
+  }
+  const auto started = SteadyClock::now();
+  checker->start();
+  std::thread io_thread([&] { io.run(); });
+  const std::size_t expected = args.instances + dead_at_start;
+  while (checker->stats().instances < expected) std::this_thread::sleep_for(10ms);
+  std::printf("checker tracking %zu instances %.2f s after start()\n", expected,
+              std::chrono::duration<double>(SteadyClock::now() - started).count());
+
+  const auto thread_cpu = [&] {
+    std::promise<double> cpu;
+    boost::asio::post(io, [&] {
+      rusage usage{};
+      ::getrusage(RUSAGE_THREAD, &usage);
+      cpu.set_value(cpu_of(usage));
+    });
+    return cpu.get_future().get();
+  };
+  const auto process_cpu = [] {
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    return cpu_of(usage);
+  };
+
+  std::this_thread::sleep_for(std::chrono::seconds(args.warmup_seconds));
+  ::malloc_trim(0);
+  const long rss_after = rss_kib();
+
+  const auto window_start = SteadyClock::now();
+  const health::Stats stats0 = checker->stats();
+  const double thread0 = thread_cpu();
+  const double process0 = process_cpu();
+  // Mid-window: register the other half of the dead instances through the writer.
+  std::this_thread::sleep_for(std::chrono::seconds(args.measure_seconds) / 2);
+  for (std::size_t k = dead_at_start; k < args.dead; ++k) {
+    writer.submit(store::Upsert{dead_registration(k)}, [](const store::MutationResult&) {});
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(args.measure_seconds) -
+                              std::chrono::seconds(args.measure_seconds) / 2);
+  const double thread1 = thread_cpu();
+  const double process1 = process_cpu();
+  const health::Stats stats1 = checker->stats();
+  const double wall = std::chrono::duration<double>(SteadyClock::now() - window_start).count();
+
+  const double probes = static_cast<double>(stats1.probes_started - stats0.probes_started);
+  const double rate = probes / wall;
+  const double thread_share = (thread1 - thread0) / wall;
+  const double process_share = (process1 - process0) / wall;
+  std::printf("\nmode %s, %zu instances, interval %lld ms\n", args.mode.c_str(), args.instances,
+              static_cast<long long>(args.interval.count()));
+  std::printf(
+      "probes: %.0f/s over %.1f s (needed for every instance each interval: %.0f/s)\n", rate, wall,
+      static_cast<double>(args.instances) / std::chrono::duration<double>(args.interval).count());
+  std::printf("checker thread CPU: %.1f %% of a core (%.1f us per probe)\n", 100 * thread_share,
+              probes > 0 ? 1e6 * (thread1 - thread0) / probes : 0.0);
+  std::printf("whole process CPU (checker + writer + background): %.1f %% of a core\n",
+              100 * process_share);
+  std::printf(
+      "failed probes in window: %llu, cap hits: %llu, in flight at end: %zu, "
+      "check-record batches: %llu\n",
+      static_cast<unsigned long long>(stats1.probes_failed - stats0.probes_failed),
+      static_cast<unsigned long long>(stats1.cap_hits), stats1.probes_in_flight,
+      static_cast<unsigned long long>(stats1.record_batches));
+  std::printf(
+      "resident memory: %ld KiB before the checker, %ld KiB tracking; %.0f bytes per "
+      "instance\n",
+      rss_before, rss_after,
+      1024.0 * static_cast<double>(rss_after - rss_before) / static_cast<double>(expected));
+
+  // Removal latency: decisive failed probe -> removal committed (listener ran).
+  {
+    const auto events = checker->recent_removals();
+    std::lock_guard lock(listener_mutex);
+    std::vector<double> known, reread;
+    for (const auto& event : events) {
+      const auto found = removal_commits.find(event.service + "/" + event.id);
+      if (found == removal_commits.end()) continue;
+      const double ms = std::chrono::duration<double, std::milli>(found->second - event.at).count();
+      const std::size_t k = std::stoul(event.id.substr(1));
+      (k < dead_at_start ? known : reread).push_back(ms);
+    }
+    const auto report = [](const char* what, std::vector<double> values) {
+      if (values.empty()) {
+        std::printf("removal latency (%s): no removals\n", what);
+        return;
+      }
+      std::sort(values.begin(), values.end());
+      std::printf("removal latency (%s): n=%zu median %.2f ms, max %.2f ms\n", what, values.size(),
+                  values[values.size() / 2], values.back());
+    };
+    report("loaded at start", known);
+    report("registered during the run: one service reread first", reread);
+  }
+
+  checker->stop();
+  std::this_thread::sleep_for(100ms);
+  guard.reset();
+  io.stop();
+  io_thread.join();
+  {
+    std::lock_guard lock(listener_mutex);
+    checker_for_listener = nullptr;
+  }
+  checker.reset();
+  writer.stop();
+  for (const auto& helper : helpers) {
+    ::kill(helper.pid, SIGKILL);
+    ::waitpid(helper.pid, nullptr, 0);
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+  return 0;
+}
