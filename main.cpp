@@ -279,6 +279,8 @@ int run(const daemon_config::Config& config) {
   health_work.reset();
   health_thread.join();
   writer.stop();
+  // The checker posts to health_io, which is declared after it: destroy it first.
+  checker.reset();
   cache->stop();
   log->info("stopped");
   return 0;
