@@ -108,6 +108,10 @@ void validate(const Config& config) {
   }
   if (config.redis_prefix.empty()) throw ConfigError("cache.prefix must not be empty");
   check_log_level(config.log_level);
+  if (!store::parse_lb_strategy(config.dns_default_lb)) {
+    throw ConfigError("dns.default_lb: \"" + config.dns_default_lb +
+                      "\" is not one of round_robin, weighted, least_loaded, random");
+  }
 }
 
 }  // namespace
@@ -180,7 +184,19 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
 
     TableReader dns(root, "dns");
     dns.known({"listen", "zones", "domain", "answer_ttl", "negative_ttl", "max_udp_payload",
-               "max_tcp_connections", "tcp_idle_timeout", "version_bind", "id_server"});
+               "max_tcp_connections", "tcp_idle_timeout", "version_bind", "id_server", "default_lb",
+               "max_answer_records"});
+    if (auto lb = dns.string("default_lb")) {
+      if (!store::parse_lb_strategy(*lb)) {
+        throw ConfigError("dns.default_lb: \"" + *lb +
+                          "\" is not one of round_robin, weighted, least_loaded, random");
+      }
+      config.dns_default_lb = *lb;
+    }
+    if (auto max = dns.integer("max_answer_records")) {
+      config.dns_max_answer_records =
+          integer_setting<std::size_t>(*max, 0, 65535, "dns.max_answer_records");
+    }
     if (auto listen = dns.string("listen")) {
       config.dns_listen = parse_listen_address(*listen, "dns.listen");
     }
@@ -261,6 +277,13 @@ std::variant<Config, int> load(int argc, char** argv) {
   app.add_option("--dns-listen", dns_listen, "DNS address (UDP and TCP), ADDR:PORT");
   app.add_option("--zones", zones, "directory of RFC 1035 zone files");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, critical, off");
+  std::optional<std::string> default_lb;
+  std::optional<std::size_t> max_answer_records;
+  app.add_option("--default-lb", default_lb,
+                 "load-balancing strategy of services that set none: round_robin, weighted, "
+                 "least_loaded, random");
+  app.add_option("--max-answer-records", max_answer_records,
+                 "at most this many A/AAAA records per DNS answer (0: no cap)");
   app.add_option("--check-interval", check_interval, "default health check interval, e.g. 30s");
   app.add_option("--check-timeout", check_timeout, "default health check timeout, e.g. 2s");
   app.add_option("--check-failures", check_failures,
@@ -293,6 +316,8 @@ std::variant<Config, int> load(int argc, char** argv) {
     if (dns_listen) config.dns_listen = parse_listen_address(*dns_listen, "--dns-listen");
     if (zones) config.zones_dir = *zones;
     if (log_level) config.log_level = *log_level;
+    if (default_lb) config.dns_default_lb = *default_lb;
+    if (max_answer_records) config.dns_max_answer_records = *max_answer_records;
     if (check_interval) {
       config.check_interval = parse_duration_setting(*check_interval, "--check-interval");
     }

@@ -45,6 +45,10 @@ struct Config {
   std::chrono::milliseconds dns_tcp_idle_timeout{10'000};
   std::string dns_version_bind;  // CHAOS version.bind answer; empty: REFUSED
   std::string dns_id_server;     // CHAOS id.server answer; empty: REFUSED
+  // Load balancing: strategy of services that registered none, and the cap on
+  // A/AAAA records per answer (0: none).
+  std::string dns_default_lb = "round_robin";
+  std::size_t dns_max_answer_records = 0;
   // [cache]
   std::string redis = "127.0.0.1:6379";  // "none" or "": no Redis
   std::string redis_prefix = "discoveryd:";

@@ -73,6 +73,9 @@ dns::Options dns_options(const daemon_config::Config& config, const std::string&
   options.id_server = config.dns_id_server;
   options.tcp_idle_timeout = config.dns_tcp_idle_timeout;
   options.max_tcp_connections = config.dns_max_tcp_connections;
+  options.default_lb =
+      store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin);
+  options.max_answer_records = config.dns_max_answer_records;
   return options;
 }
 
@@ -200,7 +203,14 @@ int run(const daemon_config::Config& config) {
 
   // The health checker on its own thread: probes never delay HTTP or DNS.
   boost::asio::io_context health_io;
-  checker = std::make_unique<health::Checker>(health_io, store, writer, health_options(config));
+  auto checker_options = health_options(config);
+  // An X-Load header of a passing probe feeds least_loaded ordering; it records
+  // the load only (no heartbeat: a probe is not the instance's proof of life).
+  checker_options.on_reported_load = [&writer](const std::string& service, const std::string& id,
+                                               double load) {
+    writer.submit(store::ReportLoad{service, id, load}, [](const store::MutationResult&) {});
+  };
+  checker = std::make_unique<health::Checker>(health_io, store, writer, checker_options);
   checker->start();
   auto health_work = boost::asio::make_work_guard(health_io);
   std::thread health_thread([&] { health_io.run(); });
@@ -225,6 +235,8 @@ int run(const daemon_config::Config& config) {
   registry::Api api(store, writer, *cache,
                     {config.check_interval, config.check_timeout, config.check_failures},
                     report_status, report_events);
+  api.set_default_strategy(
+      store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin));
   registry::HttpServer http(io,
                             {config.http_listen.host, config.http_listen.port,
                              config.http_max_connections, config.http_request_timeout},

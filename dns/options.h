@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "store/model.h"
+
 namespace dns {
 
 struct Options {
@@ -45,6 +47,13 @@ struct Options {
   // decompresses it anyway. Compression roughly halves an SRV answer, letting
   // about twice as many instances fit a TCP message (65535 bytes).
   bool compress_srv_targets = false;
+
+  // Load balancing (docs/dns.md): the strategy of services that registered none.
+  store::LbStrategy default_lb = store::LbStrategy::round_robin;
+  // At most this many A/AAAA records per answer, after ordering (0: no cap).
+  std::size_t max_answer_records = 0;
+  // Seed of the random source of weighted/random ordering; 0: from the OS.
+  std::uint64_t lb_seed = 0;
 };
 
 }  // namespace dns

@@ -80,7 +80,10 @@ std::uint16_t answer_chaos(const Query& query, const Options& options, MessageBu
 
 QueryProcessor::QueryProcessor(std::shared_ptr<const Zone> zone, store::ServiceLookup& lookup,
                                Options options)
-    : zone_(std::move(zone)), lookup_(lookup), options_(std::move(options)) {}
+    : zone_(std::move(zone)),
+      lookup_(lookup),
+      options_(std::move(options)),
+      balancer_(std::make_unique<store::lb::Balancer>(options_.lb_seed)) {}
 
 std::size_t QueryProcessor::buffer_size(Transport transport) const {
   if (transport == Transport::tcp) return kMaxMessageSize;
@@ -144,7 +147,8 @@ Outcome QueryProcessor::run(std::span<const std::uint8_t> bytes, Transport trans
         snapshot = fetched->snapshot;
       }
       if (snapshot) {
-        code = Responder(*zone_, options_, query, message).answer_dynamic(name, *snapshot);
+        code =
+            Responder(*zone_, options_, query, message).answer_dynamic(name, *snapshot, *balancer_);
       } else {
         code = rcode::servfail;  // the store could not be read (store/lookup.h contract)
       }

@@ -16,6 +16,7 @@
 
 #include "dns/options.h"
 #include "dns/zone.h"
+#include "store/load_balancing.h"
 #include "store/lookup.h"
 
 namespace dns {
@@ -42,7 +43,8 @@ class QueryProcessor {
   // The response buffer size a transport needs: responses never exceed it.
   std::size_t buffer_size(Transport transport) const;
 
-  // Answers `query` into `response`; thread-safe (no mutable state).
+  // Answers `query` into `response`; thread-safe (the only mutable state, the
+  // load balancer's rotation counters, is synchronised).
   Outcome process(std::span<const std::uint8_t> query, Transport transport,
                   std::span<std::uint8_t> response) const;
   // The same, with the result of fetching the service that a previous call asked
@@ -61,6 +63,7 @@ class QueryProcessor {
   std::shared_ptr<const Zone> zone_;
   store::ServiceLookup& lookup_;
   Options options_;
+  std::unique_ptr<store::lb::Balancer> balancer_;
 };
 
 }  // namespace dns

@@ -29,54 +29,43 @@ std::optional<Name> srv_target(const store::Instance& instance, const Name& apex
 }  // namespace
 
 InstanceSelection::InstanceSelection(const store::ServiceSnapshot& snapshot, std::string_view tag,
-                                     std::string_view instance_id, std::size_t rotation)
-    : snapshot_(snapshot), tag_(tag), instance_id_(instance_id) {
+                                     std::string_view instance_id,
+                                     std::vector<const store::Instance*>& storage)
+    : snapshot_(snapshot), selected_(storage) {
+  selected_.clear();
   const auto& instances = snapshot.instances;
   if (!instance_id.empty()) {
     // Instances are ordered by id: one binary search finds the target.
     const auto it = std::ranges::lower_bound(
         instances, instance_id, {},
         [](const store::Instance& i) -> std::string_view { return i.id(); });
-    if (it != instances.end() && it->id() == instance_id) {
-      first_ = static_cast<std::size_t>(it - instances.begin());
-      count_ = 1;
-    }
+    if (it != instances.end() && it->id() == instance_id) selected_.push_back(&*it);
     return;
   }
-  count_ = instances.size();
-  first_ = count_ == 0 ? 0 : rotation % count_;
-}
-
-bool InstanceSelection::selects(const store::Instance& instance) const {
-  if (tag_.empty()) return true;
-  const auto& tags = instance.registration.tags;  // sorted
-  return std::ranges::binary_search(tags, tag_, {},
-                                    [](const std::string& t) -> std::string_view { return t; });
-}
-
-const store::Instance* InstanceSelection::next(std::size_t& cursor) const {
-  const auto& instances = snapshot_.instances;
-  while (cursor < count_) {
-    std::size_t index = first_ + cursor++;
-    if (index >= instances.size()) index -= instances.size();
-    if (selects(instances[index])) return &instances[index];
+  for (const store::Instance& instance : instances) {
+    const auto& tags = instance.registration.tags;  // sorted
+    if (tag.empty() ||
+        std::ranges::binary_search(tags, tag, {},
+                                   [](const std::string& t) -> std::string_view { return t; })) {
+      selected_.push_back(&instance);
+    }
   }
-  return nullptr;
 }
 
-bool InstanceSelection::empty() const {
-  std::size_t cursor = 0;
-  return next(cursor) == nullptr;
+void InstanceSelection::balance(store::lb::Balancer& balancer, store::LbStrategy strategy) {
+  balancer.order(snapshot_.service, strategy, selected_);
 }
 
 bool add_address_records(MessageBuilder& message, Section section, Owner owner,
-                         const InstanceSelection& selection, std::uint16_t type,
-                         std::uint32_t ttl) {
+                         const InstanceSelection& selection, std::uint16_t type, std::uint32_t ttl,
+                         std::size_t limit, std::size_t& added) {
   std::size_t cursor = 0;
   while (const store::Instance* instance = selection.next(cursor)) {
+    if (limit != 0 && added >= limit) break;
     const store::IpAddress& address = instance->registration.address;
     if (address_type(address) != type) continue;
     if (!add_address_record(message, section, owner, address, ttl)) return false;
+    ++added;
   }
   return true;
 }

@@ -87,13 +87,18 @@ std::uint16_t Responder::answer_addresses(const InstanceSelection& selection) {
   const bool want_a = query_.qtype == rrtype::a || query_.qtype == rrtype::any;
   const bool want_aaaa = query_.qtype == rrtype::aaaa || query_.qtype == rrtype::any;
   bool complete = true;
+  // The cap (max_answer_records) counts A and AAAA together and applies after
+  // ordering, so the few addresses a client sees are the balanced first ones.
+  std::size_t added = 0;
   if (want_a) {
-    complete = add_address_records(message_, Section::answer, Owner::question(), selection,
-                                   rrtype::a, options_.answer_ttl);
+    complete =
+        add_address_records(message_, Section::answer, Owner::question(), selection, rrtype::a,
+                            options_.answer_ttl, options_.max_answer_records, added);
   }
   if (complete && want_aaaa) {
-    complete = add_address_records(message_, Section::answer, Owner::question(), selection,
-                                   rrtype::aaaa, options_.answer_ttl);
+    complete =
+        add_address_records(message_, Section::answer, Owner::question(), selection, rrtype::aaaa,
+                            options_.answer_ttl, options_.max_answer_records, added);
   }
   return positive_or_nodata(complete);
 }
@@ -107,10 +112,15 @@ std::uint16_t Responder::answer_srv(const InstanceSelection& selection) {
 }
 
 std::uint16_t Responder::answer_dynamic(const ClassifiedName& name,
-                                        const store::ServiceSnapshot& snapshot) {
-  const InstanceSelection selection(snapshot, name.tag, name.instance_id, query_.header.id);
+                                        const store::ServiceSnapshot& snapshot,
+                                        store::lb::Balancer& balancer) {
+  // Reused by every query of this thread: ordering allocates nothing in the
+  // steady state.
+  thread_local std::vector<const store::Instance*> storage;
+  InstanceSelection selection(snapshot, name.tag, name.instance_id, storage);
   // A dynamic name exists exactly while it selects an instance.
   if (selection.empty()) return nxdomain();
+  selection.balance(balancer, snapshot.lb.value_or(options_.default_lb));
   const std::uint16_t qtype = query_.qtype;
   switch (name.kind) {
     case NameKind::service:

@@ -12,6 +12,7 @@
 #include "dns/options.h"
 #include "dns/query_parser.h"
 #include "dns/zone.h"
+#include "store/load_balancing.h"
 #include "store/model.h"
 
 namespace dns {
@@ -28,7 +29,10 @@ class Responder {
   std::uint16_t answer_structural() { return nodata(); }
   std::uint16_t answer_nonexistent() { return nxdomain(); }
   // A dynamic name (ClassifiedName::needs_service()) with its service's snapshot.
-  std::uint16_t answer_dynamic(const ClassifiedName& name, const store::ServiceSnapshot& snapshot);
+  // Instances are ordered by the service's strategy (the snapshot's, else
+  // Options::default_lb) with `balancer`'s rotation and random state.
+  std::uint16_t answer_dynamic(const ClassifiedName& name, const store::ServiceSnapshot& snapshot,
+                               store::lb::Balancer& balancer);
 
  private:
   std::uint16_t nxdomain();

@@ -160,6 +160,12 @@ void Api::handle(const HttpRequest& request, Respond respond) {
     if (!service) return;
     return get_service(*service, std::move(respond));
   }
+  if (route_is({"v1", "resolve", "*"})) {
+    if (method != "GET") return respond(method_not_allowed("GET"));
+    auto service = label(2, "service");
+    if (!service) return;
+    return resolve(request, *service, std::move(respond));
+  }
   if (route_is({"v1", "services", "*", "instances"})) {
     if (method != "POST") return respond(method_not_allowed("POST"));
     auto service = label(2, "service");
@@ -213,9 +219,70 @@ void Api::get_service(const std::string& service, Respond respond) {
     }
     json instances = json::array();
     for (const auto& instance : snapshot.instances) instances.push_back(instance_to_json(instance));
-    return json_response(200, {{"service", snapshot.service},
-                               {"version", snapshot.version},
-                               {"instances", std::move(instances)}});
+    return json_response(
+        200, {{"service", snapshot.service},
+              {"version", snapshot.version},
+              {"lb", snapshot.lb ? json(store::to_string(*snapshot.lb)) : json(nullptr)},
+              {"instances", std::move(instances)}});
+  };
+  if (auto cached = lookup_.find_cached(service)) return respond(render({true, cached, {}}));
+  lookup_.fetch(service, [respond = std::move(respond), render](store::LookupResult result) {
+    respond(render(result));
+  });
+}
+
+// GET /v1/resolve/{service}[?tag=..][&strategy=..]: one instance picked by the
+// service's strategy (or the one asked for), through the cache like DNS.
+void Api::resolve(const HttpRequest& request, const std::string& service, Respond respond) {
+  std::optional<std::string> tag;
+  std::optional<store::LbStrategy> strategy;
+  const auto query = request.target.find('?');
+  if (query != std::string::npos) {
+    std::string_view rest = std::string_view(request.target).substr(query + 1);
+    while (!rest.empty()) {
+      const auto amp = rest.find('&');
+      const std::string_view pair = rest.substr(0, amp);
+      rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+      if (pair.empty()) continue;
+      const auto eq = pair.find('=');
+      const std::string_view key = pair.substr(0, eq);
+      const std::string_view value =
+          eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+      if (key == "tag") {
+        tag = normalize_label(value);
+        if (!tag) {
+          return respond(
+              error_response(400, "must be a DNS label: 1 to 63 letters, digits or '-'", "tag"));
+        }
+      } else if (key == "strategy") {
+        strategy = store::parse_lb_strategy(value);
+        if (!strategy) {
+          return respond(error_response(
+              400, "must be \"round_robin\", \"weighted\", \"least_loaded\" or \"random\"",
+              "strategy"));
+        }
+      } else {
+        return respond(error_response(400, "unknown query parameter", std::string(key)));
+      }
+    }
+  }
+  const auto render = [service, tag, strategy, default_lb = default_lb_,
+                       balancer = balancer_](const store::LookupResult& result) {
+    if (!result.ok) return error_response(503, "database unavailable: " + result.error);
+    const auto& snapshot = *result.snapshot;
+    std::vector<const store::Instance*> candidates;
+    for (const auto& instance : snapshot.instances) {
+      if (!tag || std::ranges::binary_search(instance.registration.tags, *tag)) {
+        candidates.push_back(&instance);
+      }
+    }
+    if (candidates.empty()) {
+      return error_response(404, "no healthy instance of " + service, "service");
+    }
+    balancer->order(service, strategy.value_or(snapshot.lb.value_or(default_lb)), candidates);
+    const store::Registration& picked = candidates.front()->registration;
+    return json_response(
+        200, {{"address", picked.address.to_string()}, {"port", picked.port}, {"id", picked.id}});
   };
   if (auto cached = lookup_.find_cached(service)) return respond(render({true, cached, {}}));
   lookup_.fetch(service, [respond = std::move(respond), render](store::LookupResult result) {
@@ -252,16 +319,24 @@ void Api::register_instance(const HttpRequest& request, std::string service, std
   auto registration = std::get<store::Registration>(std::move(parsed));
   const std::string address = registration.address.to_string();
   const auto port = registration.port;
+  const std::string lb = registration.lb ? std::string(store::to_string(*registration.lb)) : "";
   writer_.submit(
       store::Upsert{std::move(registration)},
       [respond = std::move(respond), service = std::move(service), id = std::move(id), address,
-       port, server_chose_id](const store::MutationResult& result) {
+       port, lb, server_chose_id](const store::MutationResult& result) {
         if (result.outcome == store::Outcome::failed) {
           logger()->error("register failed service={} id={} error=\"{}\"", service, id,
                           result.error);
           return respond(write_failed(result));
         }
         const bool created = result.outcome == store::Outcome::created;
+        if (result.previous_lb && !result.previous_lb->empty()) {
+          // Replicas are meant to agree; the last registration wins.
+          logger()->warn(
+              "load-balancing strategy changed service={} from={} to={} by id={} (last writer "
+              "wins; replicas of one service should register the same \"lb\")",
+              service, *result.previous_lb, lb, id);
+        }
         if (result.changed()) {
           logger()->info("{} service={} id={} address={} port={} version={}",
                          created ? "registered" : "updated", service, id, address, port,

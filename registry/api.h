@@ -11,6 +11,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "registry/validation.h"
+#include "store/load_balancing.h"
 #include "store/lookup.h"
 #include "store/sqlite_store.h"
 #include "store/writer.h"
@@ -52,9 +53,14 @@ class Api {
   // and errors, from the writer thread once a write is committed.
   void handle(const HttpRequest& request, Respond respond);
 
+  // The strategy of services that registered none (GET /v1/resolve); the
+  // daemon sets it to the DNS default so both agree.
+  void set_default_strategy(store::LbStrategy strategy) { default_lb_ = strategy; }
+
  private:
   void list_services(Respond& respond);
   void get_service(const std::string& service, Respond respond);
+  void resolve(const HttpRequest& request, const std::string& service, Respond respond);
   void status(Respond& respond);
   void register_instance(const HttpRequest& request, std::string service, std::string id,
                          bool server_chose_id, Respond respond);
@@ -67,6 +73,8 @@ class Api {
   CheckDefaults defaults_;
   StatusProvider status_provider_;
   EventsProvider events_provider_;
+  store::LbStrategy default_lb_ = store::LbStrategy::round_robin;
+  std::shared_ptr<store::lb::Balancer> balancer_ = std::make_shared<store::lb::Balancer>();
 };
 
 }  // namespace registry

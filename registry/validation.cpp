@@ -120,7 +120,7 @@ store::HealthCheck parse_check(const json& check, const store::Registration& reg
 store::Registration parse_object(const json& body, const std::string& service,
                                  const std::string& id, const CheckDefaults& defaults) {
   if (!body.is_object()) fail("body", "must be a JSON object");
-  reject_unknown_fields(body, {"address", "port", "tags", "meta", "weight", "check"}, "");
+  reject_unknown_fields(body, {"address", "port", "tags", "meta", "weight", "check", "lb"}, "");
   store::Registration registration;
   registration.service = service;
   registration.id = id;
@@ -181,6 +181,16 @@ store::Registration parse_object(const json& body, const std::string& service,
 
   if (body.contains("check")) {
     registration.check = parse_check(body["check"], registration, defaults);
+  }
+
+  if (body.contains("lb")) {
+    const json& lb = body["lb"];
+    std::optional<store::LbStrategy> strategy;
+    if (lb.is_string()) strategy = store::parse_lb_strategy(lb.get<std::string>());
+    if (!strategy) {
+      fail("lb", "must be \"round_robin\", \"weighted\", \"least_loaded\" or \"random\"");
+    }
+    registration.lb = strategy;
   }
   return registration;
 }

@@ -48,4 +48,26 @@ std::optional<CheckType> parse_check_type(std::string_view text) {
   return std::nullopt;
 }
 
+std::string_view to_string(LbStrategy strategy) {
+  switch (strategy) {
+    case LbStrategy::round_robin:
+      return "round_robin";
+    case LbStrategy::weighted:
+      return "weighted";
+    case LbStrategy::least_loaded:
+      return "least_loaded";
+    case LbStrategy::random:
+      return "random";
+  }
+  return "round_robin";
+}
+
+std::optional<LbStrategy> parse_lb_strategy(std::string_view text) {
+  if (text == "round_robin") return LbStrategy::round_robin;
+  if (text == "weighted") return LbStrategy::weighted;
+  if (text == "least_loaded") return LbStrategy::least_loaded;
+  if (text == "random") return LbStrategy::random;
+  return std::nullopt;
+}
+
 }  // namespace store

@@ -38,6 +38,12 @@ enum class CheckType : std::uint8_t { http, tcp, ttl };
 std::string_view to_string(CheckType type);
 std::optional<CheckType> parse_check_type(std::string_view text);
 
+// How DNS answers and GET /v1/resolve order a service's instances (see
+// store/load_balancing.h and docs/dns.md). One strategy per service, stored on the
+// service row (services.lb_strategy); unset means the daemon's default.
+enum class LbStrategy : std::uint8_t { round_robin, weighted, least_loaded, random };
+std::string_view to_string(LbStrategy strategy);
+std::optional<LbStrategy> parse_lb_strategy(std::string_view text);
 // How the health checker decides whether an instance is alive. Durations of zero
 // mean "use the daemon's configured default" so that an operator can change the
 // defaults for every instance that did not choose its own.
@@ -62,6 +68,10 @@ struct Registration {
   std::map<std::string, std::string> meta;
   std::uint16_t weight = 1;
   HealthCheck check;
+  // The service's strategy as this registration asks for it (optional). It is
+  // service-wide: stored on the service row, last writer wins; instances read
+  // back from the store leave it unset (the snapshot carries it).
+  std::optional<LbStrategy> lb;
   friend bool operator==(const Registration&, const Registration&) = default;
 };
 
@@ -85,6 +95,7 @@ struct ServiceSnapshot {
   // Increases on every committed change to the service (also across deletion and
   // re-creation), so that caches can tell an older snapshot from a newer one.
   std::uint64_t version = 0;
+  std::optional<LbStrategy> lb;     // unset: the daemon's default strategy
   std::vector<Instance> instances;  // ordered by instance id
 };
 using ServiceSnapshotPtr = std::shared_ptr<const ServiceSnapshot>;

@@ -48,6 +48,7 @@ std::string encode_snapshot(const ServiceSnapshot& snapshot) {
     });
   }
   json document = {{"s", snapshot.service}, {"v", snapshot.version}, {"n", std::move(instances)}};
+  if (snapshot.lb) document["lb"] = to_string(*snapshot.lb);
   return std::string(kFormat) + document.dump();
 }
 
@@ -60,6 +61,10 @@ std::optional<ServiceSnapshot> decode_snapshot(std::string_view encoded) {
     ServiceSnapshot snapshot;
     snapshot.service = document.at("s").get<std::string>();
     snapshot.version = document.at("v").get<std::uint64_t>();
+    if (document.contains("lb")) {
+      snapshot.lb = parse_lb_strategy(document.at("lb").get<std::string>());
+      if (!snapshot.lb) return std::nullopt;
+    }
     for (const json& item : document.at("n")) {
       Instance instance;
       Registration& r = instance.registration;

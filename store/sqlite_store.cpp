@@ -209,13 +209,34 @@ std::uint64_t current_version(SQLite::Database& db, const std::string& service) 
   query.bind(1, service);
   return query.executeStep() ? static_cast<std::uint64_t>(query.getColumn(0).getInt64()) : 0;
 }
+std::string current_strategy(SQLite::Database& db, const std::string& service) {
+  SQLite::Statement query(db, "SELECT lb_strategy FROM services WHERE name = ?");
+  query.bind(1, service);
+  return query.executeStep() ? query.getColumn(0).getString() : std::string();
+}
+void set_strategy(SQLite::Database& db, const std::string& service, LbStrategy strategy) {
+  SQLite::Statement update(db, "UPDATE services SET lb_strategy = ? WHERE name = ?");
+  update.bind(1, std::string(to_string(strategy)));
+  update.bind(2, service);
+  update.exec();
+}
 }  // namespace
 
 MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
   const Registration& reg = upsert.registration;
   auto existing = find_instance(*write_db_, reg.service, reg.id);
+  // The strategy is service-wide (services.lb_strategy); last writer wins.
+  std::optional<std::string> previous_lb;
+  if (reg.lb) {
+    const std::string stored = current_strategy(*write_db_, reg.service);
+    if (stored != to_string(*reg.lb)) previous_lb = stored;
+  }
+  if (existing) existing->registration.lb = reg.lb;  // rows do not carry it
   if (existing && existing->registration == reg) {
-    return {Outcome::unchanged, current_version(*write_db_, reg.service), {}};
+    if (!previous_lb) return {Outcome::unchanged, current_version(*write_db_, reg.service), {}, {}};
+    const std::uint64_t version = bump_version(reg.service);
+    set_strategy(*write_db_, reg.service, *reg.lb);
+    return {Outcome::updated, version, {}, previous_lb};
   }
   // A changed registration starts its health history afresh: the failures counted
   // against an old address or check say nothing about the new one.
@@ -250,7 +271,8 @@ MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
   write.bind(column++, to_ms(now));
   write.bind(column++, to_ms(now));
   write.exec();
-  return {existing ? Outcome::updated : Outcome::created, version, {}};
+  if (previous_lb) set_strategy(*write_db_, reg.service, *reg.lb);
+  return {existing ? Outcome::updated : Outcome::created, version, {}, previous_lb};
 }
 
 MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
@@ -258,15 +280,15 @@ MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
   remove.bind(1, deregister.service);
   remove.bind(2, deregister.id);
   if (remove.exec() == 0) {
-    return {Outcome::not_found, current_version(*write_db_, deregister.service), {}};
+    return {Outcome::not_found, current_version(*write_db_, deregister.service), {}, {}};
   }
-  return {Outcome::removed, bump_version(deregister.service), {}};
+  return {Outcome::removed, bump_version(deregister.service), {}, {}};
 }
 
 MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now) {
   auto existing = find_instance(*write_db_, heartbeat.service, heartbeat.id);
   if (!existing) {
-    return {Outcome::not_found, current_version(*write_db_, heartbeat.service), {}};
+    return {Outcome::not_found, current_version(*write_db_, heartbeat.service), {}, {}};
   }
   // A heartbeat is proof of life: it also clears the failure count.
   SQLite::Statement beat(*write_db_,
@@ -284,17 +306,17 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   // Only the reported load can change answers (least-loaded ordering); a plain
   // heartbeat leaves the version, and so every cache, alone.
   if (heartbeat.load && existing->load != heartbeat.load) {
-    return {Outcome::updated, bump_version(heartbeat.service), {}};
+    return {Outcome::updated, bump_version(heartbeat.service), {}, {}};
   }
-  return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}};
+  return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}, {}};
 }
 
 MutationResult SqliteStore::apply_one(const RemoveUnhealthy& removal, TimePoint) {
   auto existing = find_instance(*write_db_, removal.service, removal.id);
-  if (!existing) return {Outcome::not_found, current_version(*write_db_, removal.service), {}};
+  if (!existing) return {Outcome::not_found, current_version(*write_db_, removal.service), {}, {}};
   if (existing->updated_at != removal.probed_updated_at ||
       existing->last_heartbeat_at != removal.probed_last_heartbeat_at) {
-    return {Outcome::unchanged, current_version(*write_db_, removal.service), {}};
+    return {Outcome::unchanged, current_version(*write_db_, removal.service), {}, {}};
   }
   return apply_one(Deregister{removal.service, removal.id}, {});
 }
@@ -311,7 +333,22 @@ MutationResult SqliteStore::apply_one(const RecordChecks& checks, TimePoint) {
     update.exec();  // an instance removed meanwhile simply matches no row
     update.reset();
   }
-  return {Outcome::unchanged, 0, {}};
+  return {Outcome::unchanged, 0, {}, {}};
+}
+
+MutationResult SqliteStore::apply_one(const ReportLoad& report, TimePoint) {
+  auto existing = find_instance(*write_db_, report.service, report.id);
+  if (!existing) return {Outcome::not_found, current_version(*write_db_, report.service), {}, {}};
+  if (existing->load == report.load) {
+    return {Outcome::unchanged, current_version(*write_db_, report.service), {}, {}};
+  }
+  SQLite::Statement update(*write_db_,
+                           "UPDATE instances SET load = ? WHERE service = ? AND id = ?");
+  update.bind(1, report.load);
+  update.bind(2, report.service);
+  update.bind(3, report.id);
+  update.exec();
+  return {Outcome::updated, bump_version(report.service), {}, {}};
 }
 
 const std::string& service_of(const Mutation& mutation) {
@@ -367,14 +404,14 @@ std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutatio
       } catch (const std::exception& error) {
         write_db_->exec("ROLLBACK TO mutation");
         write_db_->exec("RELEASE mutation");
-        results.push_back({Outcome::failed, 0, error.what()});
+        results.push_back({Outcome::failed, 0, error.what(), {}});
       }
     }
     transaction.commit();
   } catch (const std::exception& error) {
     // Nothing of this batch was committed (SQLite rolls back a failed COMMIT, and
     // the Transaction destructor rolls back otherwise).
-    results.assign(mutations.size(), MutationResult{Outcome::failed, 0, error.what()});
+    results.assign(mutations.size(), MutationResult{Outcome::failed, 0, error.what(), {}});
   }
   return results;
 }
@@ -387,6 +424,7 @@ ServiceSnapshot SqliteStore::read_service(std::string_view service) {
     // One read transaction: the version and the rows come from the same commit.
     SQLite::Transaction transaction(*read_db_);
     snapshot.version = current_version(*read_db_, snapshot.service);
+    snapshot.lb = parse_lb_strategy(current_strategy(*read_db_, snapshot.service));
     SQLite::Statement query(*read_db_, std::string("SELECT ") + kInstanceColumns +
                                            " FROM instances WHERE service = ? ORDER BY id");
     query.bind(1, snapshot.service);

@@ -43,6 +43,14 @@ struct Heartbeat {
   std::string id;
   std::optional<double> load;
 };
+// A load reported by a health probe (the X-Load header): records the load only,
+// leaving last_heartbeat_at and the failure count alone. Bumps the version only
+// when the load changes (least_loaded answers depend on it).
+struct ReportLoad {
+  std::string service;
+  std::string id;
+  double load = 0;
+};
 // The health checker's verdict: remove an instance that failed its checks. It is
 // conditional on the instance being the one that was probed: if it re-registered
 // (updated_at moved) or sent a heartbeat (last_heartbeat_at moved) since, it is
@@ -65,7 +73,8 @@ struct CheckRecord {
 struct RecordChecks {
   std::vector<CheckRecord> records;
 };
-using Mutation = std::variant<Upsert, Deregister, Heartbeat, RemoveUnhealthy, RecordChecks>;
+using Mutation =
+    std::variant<Upsert, Deregister, Heartbeat, RemoveUnhealthy, RecordChecks, ReportLoad>;
 // The service a mutation changes (empty for RecordChecks, which spans services
 // and changes no answer).
 const std::string& service_of(const Mutation& mutation);
@@ -84,6 +93,9 @@ struct MutationResult {
   Outcome outcome = Outcome::failed;
   std::uint64_t service_version = 0;  // the service's version after the mutation
   std::string error;                  // only for failed
+  // Upsert only: the service's strategy before this registration changed it
+  // ("" = it was unset); nullopt when the strategy did not change.
+  std::optional<std::string> previous_lb;
   bool changed() const {
     return outcome == Outcome::created || outcome == Outcome::updated ||
            outcome == Outcome::removed;
@@ -148,6 +160,7 @@ class SqliteStore {
   MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
   MutationResult apply_one(const RemoveUnhealthy& removal, TimePoint now);
   MutationResult apply_one(const RecordChecks& checks, TimePoint now);
+  MutationResult apply_one(const ReportLoad& report, TimePoint now);
   std::uint64_t bump_version(const std::string& service);
 
   StoreOptions options_;

@@ -28,7 +28,7 @@ void Writer::submit(Mutation mutation, Completion completion) {
     }
   }
   if (!accepted) {
-    completion({Outcome::failed, 0, "shutting down"});
+    completion({Outcome::failed, 0, "shutting down", {}});
     return;
   }
   wake_.notify_one();

@@ -116,3 +116,21 @@ TEST(Config, TheExampleConfigInTheRepositoryLoads) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Config, LoadBalancingSettings) {
+  Config config;
+  EXPECT_EQ(config.dns_default_lb, "round_robin");
+  EXPECT_EQ(config.dns_max_answer_records, 0u);
+  daemon_config::apply_toml(
+      config, "[dns]\ndefault_lb = \"least_loaded\"\nmax_answer_records = 3\n", "test.toml");
+  EXPECT_EQ(config.dns_default_lb, "least_loaded");
+  EXPECT_EQ(config.dns_max_answer_records, 3u);
+  EXPECT_NE(error_of("[dns]\ndefault_lb = \"fastest\"\n").find("dns.default_lb"),
+            std::string::npos);
+  EXPECT_NE(error_of("[dns]\nmax_answer_records = -1\n").find("dns.max_answer_records"),
+            std::string::npos);
+}
+
+}  // namespace

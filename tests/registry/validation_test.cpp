@@ -188,3 +188,27 @@ TEST(Heartbeat, RejectsBadLoad) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Registration, AcceptsEveryLoadBalancingStrategyAndRejectsOthers) {
+  for (const auto& [text, strategy] : std::vector<std::pair<std::string, store::LbStrategy>>{
+           {"round_robin", store::LbStrategy::round_robin},
+           {"weighted", store::LbStrategy::weighted},
+           {"least_loaded", store::LbStrategy::least_loaded},
+           {"random", store::LbStrategy::random}}) {
+    json body = valid_body();
+    body["lb"] = text;
+    auto result = parse(body);
+    ASSERT_TRUE(std::holds_alternative<store::Registration>(result)) << text;
+    EXPECT_EQ(std::get<store::Registration>(result).lb, strategy);
+  }
+  EXPECT_FALSE(std::get<store::Registration>(parse(valid_body())).lb);
+  for (const json& bad : {json("fastest"), json(""), json(1), json(nullptr)}) {
+    json body = valid_body();
+    body["lb"] = bad;
+    EXPECT_EQ(rejected_field(body), "lb") << bad.dump();
+  }
+}
+
+}  // namespace

@@ -91,6 +91,44 @@ TEST_F(SqliteStoreTest, RegisterThenReadBackEveryField) {
   EXPECT_FALSE(instance.load);
 }
 
+TEST_F(SqliteStoreTest, StrategyIsServiceWideAndTheLastWriterWins) {
+  store::SqliteStore db({path});
+  auto a = make_registration("orders", "a1");
+  EXPECT_EQ(apply(db, store::Upsert{a}).outcome, Outcome::created);
+  EXPECT_FALSE(db.read_service("orders").lb);  // unset: the daemon's default
+  a.lb = store::LbStrategy::weighted;
+  const auto set = apply(db, store::Upsert{a});  // only the strategy changed
+  EXPECT_EQ(set.outcome, Outcome::updated);
+  EXPECT_EQ(set.previous_lb, "");
+  EXPECT_EQ(db.read_service("orders").lb, store::LbStrategy::weighted);
+  EXPECT_EQ(apply(db, store::Upsert{a}).outcome, Outcome::unchanged);
+  auto b = make_registration("orders", "b1", "10.0.0.2");
+  b.lb = store::LbStrategy::least_loaded;
+  const auto changed = apply(db, store::Upsert{b});
+  EXPECT_EQ(changed.outcome, Outcome::created);
+  EXPECT_EQ(changed.previous_lb, "weighted");
+  const auto snapshot = db.read_service("orders");
+  EXPECT_EQ(snapshot.lb, store::LbStrategy::least_loaded);
+  EXPECT_FALSE(snapshot.instances[0].registration.lb);  // rows do not carry it
+  // A registration that names no strategy leaves it alone.
+  auto c = make_registration("orders", "c1", "10.0.0.3");
+  EXPECT_FALSE(apply(db, store::Upsert{c}).previous_lb);
+  EXPECT_EQ(db.read_service("orders").lb, store::LbStrategy::least_loaded);
+}
+
+TEST_F(SqliteStoreTest, ReportLoadRecordsTheLoadOnlyAndBumpsOnChange) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  const auto first = apply(db, store::ReportLoad{"orders", "a1", 2.5});
+  EXPECT_EQ(first.outcome, Outcome::updated);
+  EXPECT_EQ(first.service_version, 2u);
+  EXPECT_EQ(apply(db, store::ReportLoad{"orders", "a1", 2.5}).outcome, Outcome::unchanged);
+  const auto instance = db.read_service("orders").instances.at(0);
+  EXPECT_EQ(instance.load, 2.5);
+  EXPECT_FALSE(instance.last_heartbeat_at);  // a probe's load is no heartbeat
+  EXPECT_EQ(apply(db, store::ReportLoad{"orders", "zz", 1}).outcome, Outcome::not_found);
+}
+
 TEST_F(SqliteStoreTest, VersionIncreasesOnEveryChangeAndNeverMovesBack) {
   store::SqliteStore db({path});
   auto registration = make_registration("orders", "a1");
