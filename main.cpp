@@ -198,8 +198,6 @@ int run(const daemon_config::Config& config) {
   dns_server.start();
   log->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file,
             dns_server.udp_endpoint().to_string());
-  auto dns_work = boost::asio::make_work_guard(dns_io);
-  std::thread dns_thread([&] { dns_io.run(); });
 
   // The health checker on its own thread: probes never delay HTTP or DNS.
   boost::asio::io_context health_io;
@@ -212,8 +210,6 @@ int run(const daemon_config::Config& config) {
   };
   checker = std::make_unique<health::Checker>(health_io, store, writer, checker_options);
   checker->start();
-  auto health_work = boost::asio::make_work_guard(health_io);
-  std::thread health_thread([&] { health_io.run(); });
   log->info(
       "health checker started ({} instances; defaults: every {} ms, timeout {} ms, {} failures)",
       checker->stats().instances, config.check_interval.count(), config.check_timeout.count(),
@@ -251,6 +247,14 @@ int run(const daemon_config::Config& config) {
                                          {"dns", dns_server.udp_endpoint().to_string()},
                                          {"pid", ::getpid()}});
   }
+
+  // Every step that can fail (zone, binds, reading the registry) is done: only now
+  // start the threads, so that a start-up error unwinds cleanly (exit 1) instead
+  // of meeting a running std::thread (std::terminate).
+  auto dns_work = boost::asio::make_work_guard(dns_io);
+  std::thread dns_thread([&] { dns_io.run(); });
+  auto health_work = boost::asio::make_work_guard(health_io);
+  std::thread health_thread([&] { health_io.run(); });
 
   // Stop on SIGINT/SIGTERM: no new connections; requests in flight complete; then
   // the writer drains and the database closes. A second signal, or clients still

@@ -1,7 +1,9 @@
 // The real discoveryd, started on free ports with a temp database, driven over
 // real HTTP. These tests read as the API's specification (docs/api.md).
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -209,6 +211,27 @@ TEST(DaemonStartup, RefusesADatabaseFromANewerVersion) {
   EXPECT_FALSE(daemon.start());
   EXPECT_EQ(daemon.wait_exit(), 1);
   EXPECT_NE(daemon.log().find("schema version 1000"), std::string::npos) << daemon.log();
+}
+
+TEST(DaemonStartup, AnHttpPortInUseIsAClearErrorNotACrash) {
+  test_support::TempDir dir;
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 1), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  const auto port = ntohs(address.sin_port);
+  Daemon daemon(dir);
+  daemon.set_http_port(port);
+  EXPECT_FALSE(daemon.start());
+  EXPECT_EQ(daemon.wait_exit(), 1);  // not an abort
+  EXPECT_NE(daemon.log().find("HTTP listen on 127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
+      << daemon.log();
+  ::close(listener);
 }
 
 TEST(DaemonStartup, RejectsABadConfigFileNamingTheSetting) {

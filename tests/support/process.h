@@ -69,6 +69,8 @@ class Daemon {
   // Starts and waits until it serves (its ready file appears). Returns false if
   // it exited or did not become ready in time.
   bool start();
+  // The HTTP port to listen on (default: a free one chosen by the daemon).
+  void set_http_port(std::uint16_t port) { http_port_ = port; }
   void stop();  // SIGTERM and wait
   void kill();  // SIGKILL
   int wait_exit(std::chrono::milliseconds timeout = std::chrono::seconds(10));
