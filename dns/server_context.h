@@ -9,14 +9,14 @@
 #include "dns/options.h"
 #include "dns/query_processor.h"
 #include "dns/stats.h"
+#include "store/logging.h"
 #include "store/lookup.h"
 
 namespace dns {
 
 // The "dns" logger if the daemon registered one, else spdlog's default.
 inline std::shared_ptr<spdlog::logger> dns_logger() {
-  auto logger = spdlog::get("dns");
-  return logger ? logger : spdlog::default_logger();
+  return store::component_logger("dns");
 }
 
 struct ServerContext {

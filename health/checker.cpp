@@ -1,4 +1,5 @@
 #include "health/checker.h"
+#include "store/logging.h"
 
 #include <spdlog/spdlog.h>
 
@@ -32,8 +33,7 @@ using SteadyClock = std::chrono::steady_clock;
 using boost::system::error_code;
 
 std::shared_ptr<spdlog::logger> logger() {
-  auto named = spdlog::get("health");
-  return named ? named : spdlog::default_logger();
+  return store::component_logger("health");
 }
 
 std::string key_of(std::string_view service, std::string_view id) {

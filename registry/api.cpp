@@ -1,4 +1,5 @@
 #include "registry/api.h"
+#include "store/logging.h"
 
 #include <spdlog/spdlog.h>
 
@@ -13,8 +14,7 @@ namespace {
 using nlohmann::json;
 
 std::shared_ptr<spdlog::logger> logger() {
-  auto logger = spdlog::get("registry");
-  return logger ? logger : spdlog::default_logger();
+  return store::component_logger("registry");
 }
 
 std::vector<std::string_view> split_path(std::string_view target) {

@@ -1,4 +1,5 @@
 #include "registry/http_server.h"
+#include "store/logging.h"
 
 #include <spdlog/spdlog.h>
 
@@ -24,8 +25,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  auto logger = spdlog::get("http");
-  return logger ? logger : spdlog::default_logger();
+  return store::component_logger("http");
 }
 
 // Runs Api::handle and resumes the calling coroutine with its response on the

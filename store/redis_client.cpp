@@ -1,4 +1,5 @@
 #include "store/redis_client.h"
+#include "store/logging.h"
 
 #include <spdlog/spdlog.h>
 
@@ -30,8 +31,7 @@ constexpr char kInvalidateChannel[] = "__redis__:invalidate";
 constexpr auto kFailureLogInterval = std::chrono::seconds(30);
 
 std::shared_ptr<spdlog::logger> logger() {
-  auto logger = spdlog::get("cache");
-  return logger ? logger : spdlog::default_logger();
+  return store::component_logger("cache");
 }
 
 Result failure(std::string error) {

@@ -1,4 +1,5 @@
 #include "store/service_cache.h"
+#include "store/logging.h"
 
 #include <spdlog/spdlog.h>
 
@@ -20,8 +21,7 @@ namespace asio = boost::asio;
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  auto logger = spdlog::get("cache");
-  return logger ? logger : spdlog::default_logger();
+  return store::component_logger("cache");
 }
 
 // Fill only if no invalidation since the read: the fence holds the newest
