@@ -174,6 +174,9 @@ int run(const daemon_config::Config& config) {
 
   // The writer's commit listener invalidates the cache before any write is
   // acknowledged; the cache needs the writer to confirm outbox entries.
+  // Declared before the checker that posts to it, so that it outlives the checker
+  // on every path out of this function, exceptions included.
+  boost::asio::io_context health_io;
   std::unique_ptr<store::ServiceCache> cache;
   std::unique_ptr<health::Checker> checker;
   store::Writer writer(store, [&](const store::Writer::Commit& commit) {
@@ -200,7 +203,6 @@ int run(const daemon_config::Config& config) {
             dns_server.udp_endpoint().to_string());
 
   // The health checker on its own thread: probes never delay HTTP or DNS.
-  boost::asio::io_context health_io;
   auto checker_options = health_options(config);
   // An X-Load header of a passing probe feeds least_loaded ordering; it records
   // the load only (no heartbeat: a probe is not the instance's proof of life).
@@ -295,8 +297,6 @@ int run(const daemon_config::Config& config) {
   health_work.reset();
   health_thread.join();
   writer.stop();
-  // The checker posts to health_io, which is declared after it: destroy it first.
-  checker.reset();
   cache->stop();
   log->info("stopped");
   return 0;
