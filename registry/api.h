@@ -23,6 +23,7 @@ struct HttpRequest {
   std::string target;  // path and optional query, e.g. /v1/services?x=1
   std::string content_type;
   std::string body;
+  std::string authorization;  // the Authorization header, verbatim ("" when absent)
 };
 
 struct HttpResponse {

@@ -160,7 +160,8 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       ++counters.requests;
       auto& request = parser.get();
       HttpRequest plain{std::string(request.method_string()), std::string(request.target()),
-                        std::string(request[http::field::content_type]), std::move(request.body())};
+                        std::string(request[http::field::content_type]), std::move(request.body()),
+                        std::string(request[http::field::authorization])};
       HttpResponse answer = co_await async_handle(api, std::move(plain), asio::use_awaitable);
       const bool keep_alive = request.keep_alive() && !stopping;
       auto response = to_beast(std::move(answer), request.version(), keep_alive);
