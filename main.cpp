@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -309,6 +310,11 @@ int main(int argc, char** argv) {
   if (auto* exit_code = std::get_if<int>(&loaded)) return *exit_code;
   const auto& config = std::get<daemon_config::Config>(loaded);
   setup_logging(config.log_level);
+  // A file-size limit (ulimit -f) must turn a too-large write into an error the
+  // store reports (503), not SIGXFSZ killing the daemon with writes in flight.
+  std::signal(SIGXFSZ, SIG_IGN);
+  // A client that closes its socket mid-response must not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     return run(config);
   } catch (const std::exception& error) {

@@ -24,6 +24,7 @@ struct HttpRequest {
   std::string content_type;
   std::string body;
   std::string authorization;  // the Authorization header, verbatim ("" when absent)
+  std::string peer;           // the client's address ("198.51.100.7:53211"), for logs
 };
 
 struct HttpResponse {

@@ -67,7 +67,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
     // The request being read, so that stop() can tell a half-received request
     // (which it lets finish) from an idle keep-alive connection (which it closes).
     const http::request_parser<http::string_body>* reading = nullptr;
-    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+    std::string peer;  // "address:port" of the client, for logs
+    explicit Connection(tcp::socket socket) : stream(std::move(socket)) {
+      boost::system::error_code ec;
+      const auto endpoint = stream.socket().remote_endpoint(ec);
+      if (!ec) peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+    }
   };
 
   Impl(asio::io_context& io, HttpServerOptions options, Api& api)
@@ -159,9 +164,12 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
       connection->busy = true;
       ++counters.requests;
       auto& request = parser.get();
-      HttpRequest plain{std::string(request.method_string()), std::string(request.target()),
-                        std::string(request[http::field::content_type]), std::move(request.body()),
-                        std::string(request[http::field::authorization])};
+      HttpRequest plain{std::string(request.method_string()),
+                        std::string(request.target()),
+                        std::string(request[http::field::content_type]),
+                        std::move(request.body()),
+                        std::string(request[http::field::authorization]),
+                        connection->peer};
       HttpResponse answer = co_await async_handle(api, std::move(plain), asio::use_awaitable);
       const bool keep_alive = request.keep_alive() && !stopping;
       auto response = to_beast(std::move(answer), request.version(), keep_alive);

@@ -33,8 +33,9 @@ class ApiTest : public ::testing::Test {
   registry::HttpResponse call(std::string method, std::string target, std::string body = {},
                               std::string content_type = "application/json") {
     std::promise<registry::HttpResponse> promise;
-    api.handle({std::move(method), std::move(target), std::move(content_type), std::move(body), {}},
-               [&](registry::HttpResponse response) { promise.set_value(std::move(response)); });
+    api.handle(
+        {std::move(method), std::move(target), std::move(content_type), std::move(body), {}, {}},
+        [&](registry::HttpResponse response) { promise.set_value(std::move(response)); });
     auto future = promise.get_future();
     EXPECT_EQ(future.wait_for(10s), std::future_status::ready);
     return future.get();
