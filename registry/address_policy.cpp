@@ -1,0 +1,1 @@
+// Placeholder: registration address policy (issue 7).

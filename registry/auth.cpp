@@ -1,0 +1,1 @@
+// Placeholder: bearer-token access control (issue 7).
