@@ -76,6 +76,18 @@ class TableReader {
     if (!node->is_boolean()) throw ConfigError(setting(key) + " must be true or false");
     return node->as_boolean()->get();
   }
+  std::optional<std::vector<std::string>> string_array(std::string_view key) const {
+    const auto* node = find(key);
+    if (!node) return std::nullopt;
+    const auto* array = node->as_array();
+    if (!array) throw ConfigError(setting(key) + " must be an array of strings");
+    std::vector<std::string> values;
+    for (const auto& element : *array) {
+      if (!element.is_string()) throw ConfigError(setting(key) + " must be an array of strings");
+      values.push_back(element.as_string()->get());
+    }
+    return values;
+  }
   std::string setting(std::string_view key) const { return name_ + "." + std::string(key); }
 
  private:
@@ -83,6 +95,21 @@ class TableReader {
   std::string name_;
   const toml::table* table_ = nullptr;
 };
+
+std::vector<store::IpPrefix> prefix_list(const std::vector<std::string>& texts,
+                                         const std::string& setting) {
+  std::vector<store::IpPrefix> prefixes;
+  for (const auto& text : texts) {
+    auto prefix = store::IpPrefix::parse(text);
+    if (!prefix) {
+      throw ConfigError(setting + ": \"" + text +
+                        "\" is not an address range such as 10.0.0.0/8 or fe80::/10 (host bits "
+                        "must be zero)");
+    }
+    prefixes.push_back(*prefix);
+  }
+  return prefixes;
+}
 
 void check_log_level(const std::string& level) {
   static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
@@ -108,6 +135,15 @@ void validate(const Config& config) {
   }
   if (config.redis_prefix.empty()) throw ConfigError("cache.prefix must not be empty");
   check_log_level(config.log_level);
+  if (config.read_access != "open" && config.read_access != "token") {
+    throw ConfigError("http.read_access must be \"open\" or \"token\"");
+  }
+  if (config.read_access == "token" && config.token_file.empty()) {
+    throw ConfigError("http.read_access = \"token\" needs http.token_file (--token-file)");
+  }
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    throw ConfigError("http.tls_cert and http.tls_key must be set together");
+  }
   if (!store::parse_lb_strategy(config.dns_default_lb)) {
     throw ConfigError("dns.default_lb: \"" + config.dns_default_lb +
                       "\" is not one of round_robin, weighted, least_loaded, random");
@@ -170,7 +206,24 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     }
 
     TableReader http(root, "http");
-    http.known({"listen", "max_connections", "request_timeout"});
+    http.known({"listen", "max_connections", "request_timeout", "max_header_bytes",
+                "max_body_bytes", "token_file", "read_access", "tls_cert", "tls_key",
+                "deny_ranges"});
+    if (auto max = http.integer("max_header_bytes")) {
+      config.http_max_header_bytes =
+          integer_setting<std::size_t>(*max, 1024, 1024 * 1024, "http.max_header_bytes");
+    }
+    if (auto max = http.integer("max_body_bytes")) {
+      config.http_max_body_bytes =
+          integer_setting<std::size_t>(*max, 1024, 16 * 1024 * 1024, "http.max_body_bytes");
+    }
+    if (auto file = http.string("token_file")) config.token_file = *file;
+    if (auto access = http.string("read_access")) config.read_access = *access;
+    if (auto cert = http.string("tls_cert")) config.tls_cert = *cert;
+    if (auto key = http.string("tls_key")) config.tls_key = *key;
+    if (auto ranges = http.string_array("deny_ranges")) {
+      config.deny_ranges = prefix_list(*ranges, "http.deny_ranges");
+    }
     if (auto listen = http.string("listen")) {
       config.http_listen = parse_listen_address(*listen, "http.listen");
     }
@@ -185,7 +238,34 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     TableReader dns(root, "dns");
     dns.known({"listen", "zones", "domain", "answer_ttl", "negative_ttl", "max_udp_payload",
                "max_tcp_connections", "tcp_idle_timeout", "version_bind", "id_server", "default_lb",
-               "max_answer_records"});
+               "max_answer_records", "rrl_responses_per_second", "rrl_burst", "rrl_slip",
+               "rrl_ipv4_prefix", "rrl_ipv6_prefix", "rrl_exempt",
+               "max_tcp_connections_per_client"});
+    if (auto rate = dns.integer("rrl_responses_per_second")) {
+      config.dns_rrl_responses_per_second =
+          integer_setting<std::uint32_t>(*rate, 0, 10'000'000, "dns.rrl_responses_per_second");
+    }
+    if (auto burst = dns.integer("rrl_burst")) {
+      config.dns_rrl_burst = integer_setting<std::uint32_t>(*burst, 0, 10'000'000, "dns.rrl_burst");
+    }
+    if (auto slip = dns.integer("rrl_slip")) {
+      config.dns_rrl_slip = integer_setting<std::uint32_t>(*slip, 0, 100, "dns.rrl_slip");
+    }
+    if (auto length = dns.integer("rrl_ipv4_prefix")) {
+      config.dns_rrl_ipv4_prefix =
+          integer_setting<std::uint8_t>(*length, 8, 32, "dns.rrl_ipv4_prefix");
+    }
+    if (auto length = dns.integer("rrl_ipv6_prefix")) {
+      config.dns_rrl_ipv6_prefix =
+          integer_setting<std::uint8_t>(*length, 16, 128, "dns.rrl_ipv6_prefix");
+    }
+    if (auto exempt = dns.string_array("rrl_exempt")) {
+      config.dns_rrl_exempt = prefix_list(*exempt, "dns.rrl_exempt");
+    }
+    if (auto max = dns.integer("max_tcp_connections_per_client")) {
+      config.dns_max_tcp_connections_per_client =
+          integer_setting<std::size_t>(*max, 0, 1'000'000, "dns.max_tcp_connections_per_client");
+    }
     if (auto lb = dns.string("default_lb")) {
       if (!store::parse_lb_strategy(*lb)) {
         throw ConfigError("dns.default_lb: \"" + *lb +
@@ -269,7 +349,8 @@ std::variant<Config, int> load(int argc, char** argv) {
   app.set_version_flag("--version", std::string("discoveryd ") + DISCOVERYD_VERSION);
   std::string config_file;
   std::optional<std::string> db, http_listen, dns_listen, zones, log_level, check_interval,
-      check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout;
+      check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout, token_file,
+      read_access, tls_cert, tls_key;
   std::optional<std::uint32_t> check_failures;
   app.add_option("--config", config_file, "TOML configuration file")->check(CLI::ExistingFile);
   app.add_option("--db", db, "SQLite database file (created if missing)");
@@ -294,6 +375,12 @@ std::variant<Config, int> load(int argc, char** argv) {
   app.add_option("--cache-ttl", cache_ttl, "TTL of cache entries, e.g. 30s");
   app.add_option("--redis-timeout", redis_timeout,
                  "Redis command timeout before falling back to SQLite, e.g. 5ms");
+  app.add_option("--token-file", token_file,
+                 "bearer tokens for the HTTP API: lines of \"TOKEN PATTERN[,PATTERN...]\"");
+  app.add_option("--read-access", read_access,
+                 "read routes: \"open\" or \"token\" (any valid token may read)");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: serve the HTTP API over TLS");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--ready-file", ready_file,
                  "write the bound endpoints as JSON to this file once serving");
   try {
@@ -329,6 +416,10 @@ std::variant<Config, int> load(int argc, char** argv) {
           integer_setting<std::uint32_t>(*check_failures, 1, 100, "--check-failures");
     }
     if (ready_file) config.ready_file = *ready_file;
+    if (token_file) config.token_file = *token_file;
+    if (read_access) config.read_access = *read_access;
+    if (tls_cert) config.tls_cert = *tls_cert;
+    if (tls_key) config.tls_key = *tls_key;
     if (redis) config.redis = *redis;
     if (redis_prefix) config.redis_prefix = *redis_prefix;
     if (cache_ttl) config.cache_ttl = parse_duration_setting(*cache_ttl, "--cache-ttl");

@@ -9,6 +9,9 @@
 #include <stdexcept>
 #include <string>
 #include <variant>
+#include <vector>
+
+#include "store/ip_prefix.h"
 
 namespace daemon_config {
 
@@ -34,6 +37,19 @@ struct Config {
   ListenAddress http_listen{"127.0.0.1", 8500};
   std::size_t http_max_connections = 1024;
   std::chrono::milliseconds http_request_timeout{10'000};
+  std::size_t http_max_header_bytes = 8 * 1024;
+  std::size_t http_max_body_bytes = 64 * 1024;
+  // Access control (docs/security.md): bearer tokens scoped to service patterns.
+  // No token file: writes are open (a warning is logged unless HTTP listens on
+  // loopback only).
+  std::string token_file;
+  std::string read_access = "open";  // "open" or "token"
+  // TLS for the HTTP API: both or neither.
+  std::string tls_cert;
+  std::string tls_key;
+  // Registrations with an address in one of these ranges are refused; unset: the
+  // built-in list (registry::AddressPolicy::default_deny_ranges).
+  std::optional<std::vector<store::IpPrefix>> deny_ranges;
   // [dns]
   ListenAddress dns_listen{"127.0.0.1", 8600};
   std::string zones_dir = "zones";
@@ -49,6 +65,16 @@ struct Config {
   // A/AAAA records per answer (0: none).
   std::string dns_default_lb = "round_robin";
   std::size_t dns_max_answer_records = 0;
+  // Response rate limiting per client prefix over UDP (docs/security.md).
+  // Loopback is exempt by default so local tools and benchmarks are not limited.
+  std::uint32_t dns_rrl_responses_per_second = 1000;  // 0: off
+  std::uint32_t dns_rrl_burst = 0;                    // 0: one second's worth
+  std::uint32_t dns_rrl_slip = 2;
+  std::uint8_t dns_rrl_ipv4_prefix = 32;
+  std::uint8_t dns_rrl_ipv6_prefix = 56;
+  std::vector<store::IpPrefix> dns_rrl_exempt = {*store::IpPrefix::parse("127.0.0.0/8"),
+                                                 *store::IpPrefix::parse("::1/128")};
+  std::size_t dns_max_tcp_connections_per_client = 16;
   // [cache]
   std::string redis = "127.0.0.1:6379";  // "none" or "": no Redis
   std::string redis_prefix = "discoveryd:";

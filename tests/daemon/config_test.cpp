@@ -134,3 +134,77 @@ TEST(Config, LoadBalancingSettings) {
 }
 
 }  // namespace
+
+namespace {
+
+std::variant<Config, int> load_args(std::vector<std::string> args) {
+  args.insert(args.begin(), "discoveryd");
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  return daemon_config::load(static_cast<int>(argv.size()), argv.data());
+}
+
+TEST(Config, SecuritySettings) {
+  Config config;
+  EXPECT_TRUE(config.token_file.empty());
+  EXPECT_EQ(config.read_access, "open");
+  EXPECT_FALSE(config.deny_ranges);
+  EXPECT_EQ(config.dns_rrl_exempt.size(), 2u);
+  daemon_config::apply_toml(config, R"(
+    [http]
+    token_file = "/etc/discoveryd/tokens"
+    read_access = "token"
+    tls_cert = "cert.pem"
+    tls_key = "key.pem"
+    max_header_bytes = 4096
+    max_body_bytes = 2048
+    deny_ranges = ["10.0.0.0/8", "fd00::/8"]
+    [dns]
+    rrl_responses_per_second = 50
+    rrl_burst = 100
+    rrl_slip = 3
+    rrl_ipv4_prefix = 24
+    rrl_ipv6_prefix = 48
+    rrl_exempt = []
+    max_tcp_connections_per_client = 4
+  )",
+                            "test.toml");
+  EXPECT_EQ(config.token_file, "/etc/discoveryd/tokens");
+  EXPECT_EQ(config.read_access, "token");
+  EXPECT_EQ(config.tls_cert, "cert.pem");
+  EXPECT_EQ(config.tls_key, "key.pem");
+  EXPECT_EQ(config.http_max_header_bytes, 4096u);
+  EXPECT_EQ(config.http_max_body_bytes, 2048u);
+  ASSERT_TRUE(config.deny_ranges);
+  ASSERT_EQ(config.deny_ranges->size(), 2u);
+  EXPECT_EQ((*config.deny_ranges)[1].to_string(), "fd00::/8");
+  EXPECT_EQ(config.dns_rrl_responses_per_second, 50u);
+  EXPECT_EQ(config.dns_rrl_burst, 100u);
+  EXPECT_EQ(config.dns_rrl_slip, 3u);
+  EXPECT_EQ(config.dns_rrl_ipv4_prefix, 24);
+  EXPECT_EQ(config.dns_rrl_ipv6_prefix, 48);
+  EXPECT_TRUE(config.dns_rrl_exempt.empty());
+  EXPECT_EQ(config.dns_max_tcp_connections_per_client, 4u);
+}
+
+TEST(Config, SecuritySettingsAreValidated) {
+  EXPECT_NE(error_of("[http]\ndeny_ranges = [\"10.0.0.1/8\"]\n").find("http.deny_ranges"),
+            std::string::npos);
+  EXPECT_NE(error_of("[http]\ndeny_ranges = \"10.0.0.0/8\"\n").find("http.deny_ranges"),
+            std::string::npos);
+  EXPECT_NE(error_of("[dns]\nrrl_exempt = [\"nonsense\"]\n").find("dns.rrl_exempt"),
+            std::string::npos);
+  EXPECT_NE(error_of("[dns]\nrrl_ipv4_prefix = 33\n").find("dns.rrl_ipv4_prefix"),
+            std::string::npos);
+  // Read protection without tokens, and half a TLS configuration, are refused.
+  EXPECT_EQ(std::get<int>(load_args({"--read-access", "token"})), 2);
+  EXPECT_EQ(std::get<int>(load_args({"--read-access", "sometimes", "--token-file", "t"})), 2);
+  EXPECT_EQ(std::get<int>(load_args({"--tls-cert", "cert.pem"})), 2);
+  auto loaded = load_args(
+      {"--token-file", "t", "--read-access", "token", "--tls-cert", "c", "--tls-key", "k"});
+  ASSERT_TRUE(std::holds_alternative<Config>(loaded));
+  EXPECT_EQ(std::get<Config>(loaded).token_file, "t");
+  EXPECT_EQ(std::get<Config>(loaded).tls_key, "k");
+}
+
+}  // namespace
