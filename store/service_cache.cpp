@@ -129,6 +129,15 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
     {
       std::lock_guard lock(generation_mutex);
       for (const auto& service : services) generations[service] = ++generation_counter;
+      // Every name ever invalidated would otherwise stay here forever (random
+      // names queried over DNS expire as negative entries and arrive as
+      // invalidations). Folding them all into a new reset generation keeps
+      // generation_of monotonic for every service, which is what makes a stale
+      // read detectable; the price is that reads in flight now retry once.
+      if (generations.size() > options.max_tracked_generations) {
+        reset_generation = ++generation_counter;
+        generations.clear();
+      }
     }
     std::unique_lock lock(near_mutex);
     for (const auto& service : services) near.erase(service);
@@ -587,6 +596,10 @@ CacheStats ServiceCache::stats() const {
   {
     std::shared_lock lock(impl.near_mutex);
     stats.near_entries = impl.near.size();
+  }
+  {
+    std::lock_guard lock(impl.generation_mutex);
+    stats.tracked_generations = impl.generations.size();
   }
   const auto& c = impl.counters;
   stats.near_hits = c.near_hits;

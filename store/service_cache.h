@@ -35,6 +35,10 @@ struct CacheOptions {
   std::chrono::milliseconds ttl{30'000};
   bool near_cache = true;
   std::size_t near_cache_max_entries = 100'000;
+  // Per-service invalidation generations kept before they are folded into one
+  // reset generation (see ServiceCache::Impl::invalidate_local). Bounds memory
+  // against clients asking for endless distinct names.
+  std::size_t max_tracked_generations = 100'000;
   // Test hooks, empty in production: called on the reader thread after a SQLite
   // read and before its result is used, to force interleavings deterministically.
   std::function<void(const std::string& service)> after_db_read;
@@ -49,6 +53,7 @@ struct CacheStats {
   bool redis_trusted = false;  // false: lookups bypass Redis (degraded)
   bool tracking_active = false;
   std::size_t near_entries = 0;
+  std::size_t tracked_generations = 0;
   std::uint64_t near_hits = 0;
   std::uint64_t redis_hits = 0;
   std::uint64_t redis_misses = 0;

@@ -420,6 +420,41 @@ TEST_F(ServiceCacheTest, AnInvalidationMissedWhileDisconnectedIsReplayedFromTheO
   EXPECT_GE(node->cache->stats().outbox_replays, 1u);
 }
 
+// Clients asking for endless distinct names must not grow the cache's memory:
+// the per-service generations are folded into one once there are too many, and
+// that fold must still stop a read that raced a change (the dangerous moment is a
+// fold right after the change, before the racing read completes).
+TEST_F(ServiceCacheTest, GenerationsStayBoundedAndFoldingKeepsStaleReadsOut) {
+  auto opts = options(/*near_cache=*/true);
+  opts.max_tracked_generations = 4;
+  auto node = make_node(opts);
+  const auto touch = [&](const std::string& service) {
+    auto r = registration("x");
+    r.service = service;
+    node->commit(store::Upsert{r});
+  };
+  node->commit(store::Upsert{registration("a1")});
+  for (int i = 0; i < 50; ++i) touch("other-" + std::to_string(i));
+  EXPECT_LE(node->cache->stats().tracked_generations, 4u);
+
+  // Leave three entries, so that the deregistration plus one more change fold.
+  for (int i = 0; i < 8 && node->cache->stats().tracked_generations != 3; ++i) {
+    touch("pad-" + std::to_string(i));
+  }
+  ASSERT_EQ(node->cache->stats().tracked_generations, 3u);
+  node->gate.block_next();
+  auto racing = node->fetch_async();
+  ASSERT_TRUE(node->gate.wait_entered());  // read {a1} from SQLite
+  node->commit(store::Deregister{"orders", "a1"});
+  touch("fold-now");  // the fifth name: everything folds into a new reset generation
+  EXPECT_LE(node->cache->stats().tracked_generations, 1u);
+  node->gate.open();
+  auto result = racing.get();
+  ASSERT_TRUE(result.ok);
+  EXPECT_TRUE(result.snapshot->instances.empty());
+  EXPECT_TRUE(node->ids().empty());
+}
+
 TEST_F(ServiceCacheTest, WithoutRedisTheNearCacheAndDatabaseServe) {
   store::CacheOptions opts;
   Node node(dir.file("registry.db"), opts);
