@@ -6,10 +6,32 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "store/ip_prefix.h"
 #include "store/model.h"
 
 namespace dns {
+
+// Response rate limiting of UDP answers per client prefix (dns/rate_limiter.h).
+// UDP only: a spoofed source can make us send UDP answers to a victim, but cannot
+// complete a TCP handshake, so TCP answers amplify nothing.
+struct RateLimitOptions {
+  std::uint32_t responses_per_second = 0;  // per client prefix; 0: off
+  std::uint32_t burst = 0;                 // bucket size; 0: equal to responses_per_second
+  // Every Nth limited response is sent as an empty TC=1 reply (0: never; 1: always),
+  // so that a real client behind the limit retries over TCP, while a spoofed
+  // victim gets a reply no larger than the query (BIND and Knot call it "slip").
+  std::uint32_t slip = 2;
+  // Clients are counted per prefix: one host with many addresses (an IPv6 /64, a
+  // NAT pool) must not get many buckets.
+  std::uint8_t ipv4_prefix = 32;
+  std::uint8_t ipv6_prefix = 56;
+  std::vector<store::IpPrefix> exempt;  // never limited (the daemon: 127.0.0.0/8, ::1)
+  // Memory bound of the table of buckets (rounded up to a multiple of 8): spoofed
+  // sources evict the fullest buckets instead of growing it.
+  std::size_t max_tracked_clients = 65536;
+};
 
 struct Options {
   // The zone apex; every dynamic name lives below it. Must match the SOA owner of
@@ -40,6 +62,11 @@ struct Options {
 
   std::chrono::milliseconds tcp_idle_timeout{10000};
   std::size_t max_tcp_connections = 256;
+  // Open TCP connections per client address (exact, IPv4-mapped counted as IPv4),
+  // so that one client cannot take all of max_tcp_connections; 0: no per-client cap.
+  std::size_t max_tcp_connections_per_client = 16;
+
+  RateLimitOptions rate_limit;
 
   // SRV priority of every instance: all instances are equal, weight spreads load.
   std::uint16_t srv_priority = 1;

@@ -3,6 +3,7 @@
 // instead of two per query is most of a DNS server's per-query CPU.
 #include "dns/server.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -17,6 +18,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
 
+#include "dns/rate_limiter.h"
 #include "dns/server_context.h"
 #include "dns/tcp_listener.h"
 
@@ -40,6 +42,17 @@ bool would_block(int error) {
   return error == EAGAIN || error == EWOULDBLOCK;
 }
 
+store::IpAddress to_ip_address(const sockaddr_storage& peer) {
+  store::IpAddress address;
+  if (peer.ss_family == AF_INET) {
+    std::memcpy(address.bytes.data(), &reinterpret_cast<const sockaddr_in&>(peer).sin_addr, 4);
+  } else if (peer.ss_family == AF_INET6) {
+    address.family = store::IpAddress::Family::v6;
+    std::memcpy(address.bytes.data(), &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, 16);
+  }
+  return address;
+}
+
 Endpoint to_endpoint(const asio::ip::address& address, std::uint16_t port) {
   return {address.to_string(), port};
 }
@@ -59,7 +72,12 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
         response_size_(context_->processor.buffer_size(Transport::udp)),
         queries_(kBatchSize * kMaxQuerySize),
         responses_(kBatchSize * response_size_),
-        deferred_response_(response_size_) {}
+        deferred_response_(response_size_) {
+    // Off (null) costs the query path one branch per datagram.
+    if (RateLimiter::enabled(context_->options.rate_limit)) {
+      limiter_ = std::make_unique<RateLimiter>(context_->options.rate_limit);
+    }
+  }
 
   void bind(const udp::endpoint& endpoint, error_code& error) {
     socket_.open(endpoint.protocol(), error);
@@ -135,23 +153,20 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   }
 
   void answer_batch(std::size_t received) {
+    // One clock reading per batch: the datagrams of a batch arrived together.
+    const auto now = limiter_ ? RateLimiter::Clock::now() : RateLimiter::Clock::time_point{};
     std::size_t replies = 0;
     for (std::size_t i = 0; i < received; ++i) {
       Stats::bump(context_->stats.udp_queries);
       const std::span<const std::uint8_t> query(&queries_[i * kMaxQuerySize], receive_[i].msg_len);
       const std::span<std::uint8_t> response(&responses_[i * response_size_], response_size_);
+      // Limited before processing, so that a flood costs little CPU as well.
+      if (limiter_ && !within_rate_limit(i, query, response, now, replies)) continue;
       Outcome outcome = context_->processor.process(query, Transport::udp, response);
       switch (outcome.kind) {
         case Outcome::Kind::respond: {
           context_->stats.count_response(outcome.rcode, outcome.truncated);
-          send_iov_[replies] = {response.data(), outcome.size};
-          msghdr& header = send_[replies].msg_hdr;
-          header = {};
-          header.msg_name = &peers_[i];
-          header.msg_namelen = receive_[i].msg_hdr.msg_namelen;
-          header.msg_iov = &send_iov_[replies];
-          header.msg_iovlen = 1;
-          ++replies;
+          queue_reply(i, response.first(outcome.size), replies);
           break;
         }
         case Outcome::Kind::drop:
@@ -163,6 +178,36 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
       }
     }
     send_batch(replies);
+  }
+
+  // Adds the reply to send_[replies] for the datagram in slot `slot`.
+  void queue_reply(std::size_t slot, std::span<std::uint8_t> reply, std::size_t& replies) {
+    send_iov_[replies] = {reply.data(), reply.size()};
+    msghdr& header = send_[replies].msg_hdr;
+    header = {};
+    header.msg_name = &peers_[slot];
+    header.msg_namelen = receive_[slot].msg_hdr.msg_namelen;
+    header.msg_iov = &send_iov_[replies];
+    header.msg_iovlen = 1;
+    ++replies;
+  }
+
+  // False when the client is over its rate limit: the query then got a slip reply
+  // (queued like any reply) or nothing.
+  bool within_rate_limit(std::size_t slot, std::span<const std::uint8_t> query,
+                         std::span<std::uint8_t> response, RateLimiter::Clock::time_point now,
+                         std::size_t& replies) {
+    const RateLimiter::Verdict verdict = limiter_->check(to_ip_address(peers_[slot]), now);
+    if (verdict == RateLimiter::Verdict::respond) return true;
+    const std::size_t size =
+        verdict == RateLimiter::Verdict::slip ? encode_slip_response(query, response) : 0;
+    if (size == 0) {
+      Stats::bump(context_->stats.rate_limited_dropped);
+      return false;
+    }
+    Stats::bump(context_->stats.rate_limited_slipped);
+    queue_reply(slot, response.first(size), replies);
+    return false;
   }
 
   void send_batch(std::size_t replies) {
@@ -234,6 +279,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
   std::array<iovec, kBatchSize> receive_iov_{};
   std::array<iovec, kBatchSize> send_iov_{};
   std::array<sockaddr_storage, kBatchSize> peers_{};
+  std::unique_ptr<RateLimiter> limiter_;  // null: rate limiting is off
 };
 
 struct Server::Impl {

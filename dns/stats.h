@@ -29,8 +29,14 @@ struct Stats {
   Counter lookups{0};          // services fetched from the store (cache misses)
   Counter lookup_failures{0};  // fetches that failed (answered SERVFAIL)
 
+  // UDP queries over their client's rate limit (RateLimitOptions), answered with
+  // nothing, or with an empty TC=1 reply; neither is counted by RCODE above.
+  Counter rate_limited_dropped{0};
+  Counter rate_limited_slipped{0};
+
   Counter tcp_connections_accepted{0};
   Counter tcp_connections_rejected{0};  // over max_tcp_connections
+  Counter tcp_refused_per_client{0};    // over max_tcp_connections_per_client
   Counter tcp_connections_idle_closed{0};
   std::atomic<std::int64_t> tcp_connections_open{0};
 

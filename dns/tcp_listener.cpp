@@ -31,18 +31,23 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 // after the client closed its side and every answer has been written.
 class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
-  TcpSession(tcp::socket socket, std::shared_ptr<TcpListener> listener)
+  TcpSession(tcp::socket socket, std::shared_ptr<TcpListener> listener,
+             TcpListener::ClientKey client)
       : socket_(std::move(socket)),
         idle_timer_(socket_.get_executor()),
         listener_(std::move(listener)),
         context_(*listener_->context_),
+        client_(client),
         input_(kInitialInputSize) {
     listener_->sessions_.insert(this);
+    ++listener_->sessions_per_client_[client_];
     context_.stats.tcp_connections_open.fetch_add(1, std::memory_order_relaxed);
   }
 
   ~TcpSession() {
     listener_->sessions_.erase(this);
+    const auto count = listener_->sessions_per_client_.find(client_);
+    if (--count->second == 0) listener_->sessions_per_client_.erase(count);
     context_.stats.tcp_connections_open.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -212,6 +217,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   asio::steady_timer idle_timer_;
   std::shared_ptr<TcpListener> listener_;
   ServerContext& context_;  // kept alive by listener_
+  TcpListener::ClientKey client_;
   Clock::time_point deadline_;
   std::vector<std::uint8_t> input_;
   std::size_t input_size_ = 0;
@@ -280,15 +286,33 @@ void TcpListener::on_accept(const error_code& error, tcp::socket socket) {
     });
     return;
   }
-  if (sessions_.size() >= context_->options.max_tcp_connections) {
+  error_code peer_error;
+  const tcp::endpoint peer = socket.remote_endpoint(peer_error);
+  const ClientKey client = client_key(peer.address());
+  const std::size_t per_client_cap = context_->options.max_tcp_connections_per_client;
+  error_code ignored;
+  if (peer_error) {
+    socket.close(ignored);  // already reset by the client
+  } else if (sessions_.size() >= context_->options.max_tcp_connections) {
     Stats::bump(context_->stats.tcp_connections_rejected);
-    error_code ignored;
+    socket.close(ignored);
+  } else if (const auto open = sessions_per_client_.find(client);
+             per_client_cap != 0 && open != sessions_per_client_.end() &&
+             open->second >= per_client_cap) {
+    Stats::bump(context_->stats.tcp_refused_per_client);
     socket.close(ignored);
   } else {
     Stats::bump(context_->stats.tcp_connections_accepted);
-    std::make_shared<TcpSession>(std::move(socket), shared_from_this())->start();
+    std::make_shared<TcpSession>(std::move(socket), shared_from_this(), client)->start();
   }
   accept();
+}
+
+TcpListener::ClientKey TcpListener::client_key(const asio::ip::address& address) {
+  if (address.is_v4()) {
+    return asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
+  }
+  return address.to_v6().to_bytes();
 }
 
 }  // namespace dns

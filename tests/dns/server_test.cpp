@@ -39,10 +39,18 @@ std::vector<std::string> sorted_lines(const std::string& text) {
   return lines;
 }
 
-// A connected TCP client socket, closed at destruction.
+// A connected TCP client socket, closed at destruction. `source`: the local
+// address (any 127/8 address is a distinct client on loopback).
 class TcpClient {
  public:
-  explicit TcpClient(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  explicit TcpClient(std::uint16_t port, const char* source = nullptr)
+      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (source != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
+    }
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(port);
@@ -384,6 +392,154 @@ TEST_F(ServerTest, StopClosesTheListeners) {
   }));
   EXPECT_FALSE(testing::udp_exchange(port_, make_query({.name = "discovery.", .type = 6}), 300ms));
   EXPECT_EQ(server_->udp_endpoint().port, port_) << "endpoints stay readable";
+}
+
+}  // namespace
+}  // namespace dns
+
+namespace dns {
+namespace {
+
+// Replies of a UDP burst by kind: a full answer, or an empty TC=1 slip.
+struct Tally {
+  int answered = 0;
+  int slipped = 0;
+  int other = 0;
+};
+
+Tally tally(const testing::UdpBurst& burst) {
+  Tally counts;
+  for (const Bytes& reply : burst.replies) {
+    const Response response(reply);
+    if (response.parsed() && !response.tc() && response.answer_count() > 0) {
+      ++counts.answered;
+    } else if (response.parsed() && response.tc() && response.answer_count() == 0) {
+      ++counts.slipped;
+    } else {
+      ++counts.other;
+    }
+  }
+  return counts;
+}
+
+std::vector<Bytes> web_queries(int count) {
+  std::vector<Bytes> queries;
+  for (int i = 0; i < count; ++i) {
+    queries.push_back(
+        make_query({.name = "web.service.discovery.", .id = static_cast<std::uint16_t>(i)}));
+  }
+  return queries;
+}
+
+Options rate_limited(std::vector<store::IpPrefix> exempt = {}) {
+  Options options;
+  options.rate_limit.responses_per_second = 10;
+  options.rate_limit.burst = 10;
+  options.rate_limit.slip = 2;
+  options.rate_limit.exempt = std::move(exempt);
+  return options;
+}
+
+TEST_F(ServerTest, UdpAnswersOverTheRateLimitAreDroppedOrSlippedAndTcpIsNotLimited) {
+  start(rate_limited());
+  const testing::UdpBurst burst = testing::udp_burst(port_, web_queries(100));
+  const Tally counts = tally(burst);
+  const double seconds = std::chrono::duration<double>(burst.elapsed).count();
+  EXPECT_GE(counts.answered, 10);
+  // The burst, plus what refilled while the server worked through the queries.
+  EXPECT_LE(counts.answered, 10 + static_cast<int>(10 * seconds) + 1) << seconds << " s";
+  EXPECT_GE(counts.slipped, 1);
+  EXPECT_EQ(counts.other, 0);
+  EXPECT_LT(counts.answered + counts.slipped, 100) << "the rest is dropped";
+  ASSERT_TRUE(testing::wait_until([this] { return server_->stats().udp_queries.load() == 100; }));
+  EXPECT_EQ(server_->stats().rate_limited_slipped.load(),
+            static_cast<std::uint64_t>(counts.slipped));
+  EXPECT_EQ(server_->stats().rate_limited_dropped.load(),
+            static_cast<std::uint64_t>(100 - counts.answered - counts.slipped));
+
+  // Another client is not limited by this one's bucket.
+  EXPECT_EQ(tally(testing::udp_burst(port_, web_queries(5), "127.0.0.2")).answered, 5);
+  // TCP needs a handshake, so it cannot reflect: never limited.
+  for (int i = 0; i < 20; ++i) {
+    const auto reply = testing::tcp_exchange(port_, make_query({.name = "web.service.discovery."}));
+    ASSERT_TRUE(reply) << i;
+    EXPECT_EQ(Response(*reply).answer_count(), 2u);
+  }
+  // The bucket refills: a tenth of a second earns one answer.
+  EXPECT_TRUE(testing::wait_until(
+      [this] {
+        return tally(testing::udp_burst(port_, web_queries(1), "127.0.0.1", 200ms)).answered == 1;
+      },
+      5s));
+}
+
+TEST_F(ServerTest, ExemptClientsAreNeverRateLimited) {
+  start(rate_limited({*store::IpPrefix::parse("127.0.0.0/8")}));
+  const Tally counts = tally(testing::udp_burst(port_, web_queries(100)));
+  EXPECT_EQ(counts.answered, 100);
+  EXPECT_EQ(server_->stats().rate_limited_dropped.load(), 0u);
+  EXPECT_EQ(server_->stats().rate_limited_slipped.load(), 0u);
+}
+
+TEST_F(ServerTest, RateLimitingIsOffByDefault) {
+  start();
+  EXPECT_EQ(tally(testing::udp_burst(port_, web_queries(100))).answered, 100);
+}
+
+TEST_F(ServerTest, ConnectionsBeyondThePerClientCapAreClosed) {
+  Options options;
+  options.max_tcp_connections_per_client = 2;
+  start(options);
+  auto first = std::make_unique<TcpClient>(port_, "127.0.0.1");
+  TcpClient second(port_, "127.0.0.1");
+  ASSERT_TRUE(
+      testing::wait_until([this] { return server_->stats().tcp_connections_open.load() == 2; }));
+  TcpClient third(port_, "127.0.0.1");
+  EXPECT_TRUE(third.closed_by_peer(5s));
+  EXPECT_EQ(server_->stats().tcp_refused_per_client.load(), 1u);
+  EXPECT_EQ(server_->stats().tcp_connections_rejected.load(), 0u);
+
+  // Another client has its own allowance.
+  TcpClient other(port_, "127.0.0.2");
+  ASSERT_TRUE(other.send(testing::frame(make_query({.name = "discovery.", .type = 6}))));
+  EXPECT_TRUE(other.receive());
+  // The open ones still work, and closing one lets a new one in.
+  ASSERT_TRUE(second.send(testing::frame(make_query({.name = "discovery.", .type = 6}))));
+  EXPECT_TRUE(second.receive());
+  first.reset();
+  ASSERT_TRUE(
+      testing::wait_until([this] { return server_->stats().tcp_connections_open.load() == 2; }));
+  TcpClient fourth(port_, "127.0.0.1");
+  ASSERT_TRUE(fourth.send(testing::frame(make_query({.name = "discovery.", .type = 6}))));
+  EXPECT_TRUE(fourth.receive());
+  EXPECT_EQ(server_->stats().tcp_refused_per_client.load(), 1u);
+}
+
+TEST_F(ServerTest, UdpAnswersNeverExceedTheClientsSizeAndOutOfZoneIsRefused) {
+  start();
+  // (advertised EDNS size, the limit it means); none: no EDNS, 512 bytes.
+  const std::vector<std::pair<std::optional<std::uint16_t>, std::size_t>> cases = {
+      {std::nullopt, 512}, {100, 512}, {700, 700}, {1232, 1232}, {4096, 1232}};
+  for (const auto& [payload, limit] : cases) {
+    const auto reply = testing::udp_exchange(
+        port_, make_query({.name = "big.service.discovery.", .edns_payload = payload}));
+    ASSERT_TRUE(reply);
+    EXPECT_LE(reply->size(), limit);
+    EXPECT_GT(reply->size(), limit - 40) << "filled, not just emptied";
+    EXPECT_TRUE(Response(*reply).tc());
+  }
+  for (const char* name : {"example.com.", "discovery.com.", ".", "version.bind."}) {
+    for (const bool tcp : {false, true}) {
+      const Bytes query = make_query({.name = name});
+      const auto reply =
+          tcp ? testing::tcp_exchange(port_, query) : testing::udp_exchange(port_, query);
+      ASSERT_TRUE(reply) << name;
+      const Response response(*reply);
+      EXPECT_EQ(response.rcode(), LDNS_RCODE_REFUSED) << name;
+      EXPECT_EQ(response.answer_count(), 0u) << name;
+      EXPECT_TRUE(response.authority().empty()) << name;
+    }
+  }
 }
 
 }  // namespace

@@ -326,6 +326,37 @@ std::optional<Bytes> udp_exchange(std::uint16_t port, const Bytes& query,
   return response;
 }
 
+UdpBurst udp_burst(std::uint16_t port, const std::vector<Bytes>& queries, const std::string& source,
+                   std::chrono::milliseconds quiet) {
+  UdpBurst burst;
+  Fd fd(::socket(AF_INET, SOCK_DGRAM, 0));
+  // Room for every reply while the queries are still being sent.
+  const int buffer = 4 * 1024 * 1024;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+  sockaddr_in local{};
+  local.sin_family = AF_INET;
+  if (::inet_pton(AF_INET, source.c_str(), &local.sin_addr) != 1 ||
+      ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+    return burst;
+  }
+  const sockaddr_in address = loopback(port);
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    return burst;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  for (const Bytes& query : queries) {
+    if (::send(fd.get(), query.data(), query.size(), 0) < 0) return burst;
+  }
+  Bytes reply(65535);
+  while (wait_readable(fd.get(), std::chrono::steady_clock::now() + quiet)) {
+    const ssize_t got = ::recv(fd.get(), reply.data(), reply.size(), 0);
+    if (got < 0) break;
+    burst.replies.emplace_back(reply.begin(), reply.begin() + got);
+    burst.elapsed = std::chrono::steady_clock::now() - started;
+  }
+  return burst;
+}
+
 Bytes frame(const Bytes& message) {
   Bytes out;
   put16(out, static_cast<std::uint16_t>(message.size()));

@@ -128,6 +128,17 @@ std::optional<Bytes> tcp_exchange(std::uint16_t port, const Bytes& query,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Bytes frame(const Bytes& message);  // 2-byte length prefix
 
+// Sends every query from one UDP socket bound to `source` (any 127/8 address is a
+// distinct client on loopback) as fast as it can, then collects replies until
+// none came for `quiet`. `elapsed` runs from the first send to the last reply.
+struct UdpBurst {
+  std::vector<Bytes> replies;
+  std::chrono::steady_clock::duration elapsed{};
+};
+UdpBurst udp_burst(std::uint16_t port, const std::vector<Bytes>& queries,
+                   const std::string& source = "127.0.0.1",
+                   std::chrono::milliseconds quiet = std::chrono::milliseconds(500));
+
 // Runs a command, returns its standard output (nullopt if it could not run).
 std::optional<std::string> run_command(const std::string& command);
 bool command_exists(const std::string& name);
