@@ -1,6 +1,7 @@
-// The HTTP transport of the registration API: Boost.Beast on an Asio io_context.
-// It only reads requests, hands them to registry::Api and writes the responses;
-// every limit that protects the daemon from slow or abusive clients lives here.
+// The HTTP transport of the registration API: Boost.Beast on an Asio io_context,
+// plain HTTP or HTTPS (OpenSSL). It only reads requests, hands them to
+// registry::Api and writes the responses; every limit that protects the daemon
+// from slow or abusive clients lives here.
 #pragma once
 
 #include <chrono>
@@ -27,6 +28,12 @@ struct HttpServerOptions {
   std::chrono::milliseconds write_timeout{10'000};
   std::size_t max_header_bytes = 8 * 1024;
   std::size_t max_body_bytes = 64 * 1024;
+  // Both set: serve HTTPS only (TLS 1.2 or later) with this PEM certificate chain
+  // (leaf first) and PEM private key (unencrypted). Both empty: plain HTTP. The
+  // TLS handshake must complete within request_timeout; until it does, the client
+  // counts against max_connections like any other.
+  std::string tls_certificate_file;
+  std::string tls_private_key_file;
 };
 
 struct HttpServerStats {
@@ -34,6 +41,8 @@ struct HttpServerStats {
   std::uint64_t accepted = 0;
   std::uint64_t rejected_over_limit = 0;
   std::uint64_t requests = 0;
+  // Handshakes that failed or timed out, plain HTTP sent to the HTTPS port included.
+  std::uint64_t tls_handshake_failures = 0;
 };
 
 class HttpServer {
@@ -43,8 +52,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds and starts accepting; throws std::system_error naming the endpoint when
-  // the address cannot be bound.
+  // Loads the TLS certificate and key (if configured), binds and starts accepting.
+  // Throws std::invalid_argument when only one of the certificate and key is set,
+  // std::runtime_error naming the file and OpenSSL's reason when either cannot be
+  // loaded, and std::system_error naming the endpoint when it cannot be bound.
   void start();
   // The bound port (useful when options.port was 0).
   std::uint16_t port() const;

@@ -2,6 +2,7 @@
 // real HTTP. These tests read as the API's specification (docs/api.md).
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -289,6 +290,96 @@ TEST_F(LimitedDaemonTest, ConnectionsOverTheCapGetA503) {
   for (int fd : idle) ::close(fd);
   EXPECT_TRUE(test_support::wait_until(
       [&] { return HttpClient(daemon.http_port()).get("/v1/services").status == 200; }));
+}
+
+// Slowloris: a client that trickles its headers a byte at a time, each byte well
+// within any idle timeout, is still cut off once the whole-request deadline passes.
+TEST_F(LimitedDaemonTest, TricklingHeadersAreCutOffAtTheRequestTimeout) {
+  start_with_http_settings("request_timeout = \"1s\"\n");
+  const int fd = test_support::connect_tcp(daemon.http_port());
+  ASSERT_GE(fd, 0);
+  const std::string endless =
+      "GET /v1/services HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(1000, 'a');
+  const auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (std::size_t i = 0; i < endless.size() && !closed; ++i) {
+    if (::send(fd, &endless[i], 1, MSG_NOSIGNAL) != 1) break;  // reset by the server
+    // One byte per 200 ms; a close (EOF) or reset shows up as readable.
+    pollfd readable{fd, POLLIN, 0};
+    if (::poll(&readable, 1, 200) == 1) {
+      char byte = 0;
+      closed = ::recv(fd, &byte, 1, MSG_DONTWAIT) <= 0;
+    }
+    if (std::chrono::steady_clock::now() - start > 10s) break;
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_LT(waited, 5s);
+  EXPECT_EQ(HttpClient(daemon.http_port()).get("/v1/services").status, 200);
+}
+
+// The same for a body: complete headers, then the body a byte at a time.
+TEST_F(LimitedDaemonTest, TricklingBodyIsCutOffAtTheRequestTimeout) {
+  start_with_http_settings("request_timeout = \"1s\"\n");
+  const int fd = test_support::connect_tcp(daemon.http_port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(
+      test_support::send_all(fd,
+                             "PUT /v1/services/orders/instances/a1 HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"));
+  const auto start = std::chrono::steady_clock::now();
+  std::string reply;
+  while (std::chrono::steady_clock::now() - start < 10s) {
+    if (::send(fd, " ", 1, MSG_NOSIGNAL) != 1) break;
+    pollfd readable{fd, POLLIN, 0};
+    if (::poll(&readable, 1, 200) == 1) {
+      char byte = 0;
+      if (::recv(fd, &byte, 1, MSG_DONTWAIT) <= 0) break;
+      reply += byte;  // nothing is expected: a timeout is not answered
+    }
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  ::close(fd);
+  EXPECT_LT(waited, 5s);
+  EXPECT_EQ(reply, "");
+  EXPECT_EQ(HttpClient(daemon.http_port()).get("/v1/services/orders").status, 404);
+}
+
+// A body declared too large is refused from its headers: the server neither waits
+// for it nor keeps it. A client that keeps uploading before it reads (as curl
+// does) still gets the 413, not a connection reset.
+TEST_F(DaemonTest, ADeclaredOversizedBodyIsRefusedBeforeItArrives) {
+  const int fd = test_support::connect_tcp(daemon.http_port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(test_support::send_all(fd,
+                                     "PUT /v1/services/orders/instances/a1 HTTP/1.1\r\nHost: x\r\n"
+                                     "Content-Type: application/json\r\n"
+                                     "Content-Length: 1000000\r\n\r\n{"));
+  pollfd readable{fd, POLLIN, 0};
+  EXPECT_EQ(::poll(&readable, 1, 5000), 1);  // the answer comes before the body; timeout 10 s
+  // More of the body arrives after the refusal, before the client reads it.
+  test_support::send_all(fd, std::string(256 * 1024, ' '));
+  const auto reply = test_support::read_until_close(fd, 10s);
+  ::close(fd);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply;
+  EXPECT_EQ(client().get("/v1/services/orders").status, 404);
+}
+
+// A chunked body has no declared size: it is cut off where it passes the limit, and
+// the client, still sending, reads the 413 rather than a connection reset.
+TEST_F(DaemonTest, AChunkedBodyOverTheLimitGetsA413) {
+  const int fd = test_support::connect_tcp(daemon.http_port());
+  ASSERT_GE(fd, 0);
+  std::string request =
+      "PUT /v1/services/orders/instances/a1 HTTP/1.1\r\nHost: x\r\n"
+      "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (int i = 0; i < 100; ++i) request += "400\r\n" + std::string(1024, ' ') + "\r\n";
+  request += "0\r\n\r\n";
+  test_support::send_all(fd, request);  // may fail part-way once the server has refused
+  const auto reply = test_support::read_until_close(fd, 10s);
+  ::close(fd);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply.substr(0, 200);
+  EXPECT_EQ(client().get("/v1/status").status, 200);
 }
 
 }  // namespace
