@@ -1,4 +1,5 @@
 #include "registry/api.h"
+#include "registry/auth.h"
 #include "store/logging.h"
 
 #include <spdlog/spdlog.h>
@@ -104,6 +105,42 @@ HttpResponse write_failed(const store::MutationResult& result) {
   return error_response(503, "database unavailable: " + result.error);
 }
 
+// A refused request: 401 when no known token came with it, 403 when the token
+// may not change the service. Logged with the client and the service, never the
+// token (a known one is named by its line in the token file). `subject` is what
+// the request was for, as logged ("service=payments").
+HttpResponse access_denied(const AccessDecision& decision, const HttpRequest& request,
+                           std::string_view action, std::string_view subject,
+                           std::string_view service = {}) {
+  constexpr std::string_view kChallenge = "Bearer realm=\"discoveryd\"";
+  const auto origin = decision.scope ? " token=" + decision.scope->origin : std::string();
+  HttpResponse response;
+  std::string challenge(kChallenge);
+  switch (decision.access) {
+    case Access::granted:
+    case Access::missing_token:
+      store::component_logger("auth")->warn("denied {} {} peer={} reason=\"no bearer token\"",
+                                            action, subject, request.peer);
+      response = error_response(401, "bearer token required", "Authorization");
+      break;
+    case Access::invalid_token:
+      store::component_logger("auth")->warn("denied {} {} peer={} reason=\"invalid bearer token\"",
+                                            action, subject, request.peer);
+      response = error_response(401, "invalid bearer token", "Authorization");
+      challenge += ", error=\"invalid_token\"";
+      break;
+    case Access::out_of_scope:
+      store::component_logger("auth")->warn("denied {} {} peer={} reason=\"out of scope\"{}",
+                                            action, subject, request.peer, origin);
+      response = error_response(403, fmt::format("token not allowed to change service {}", service),
+                                "service");
+      challenge += ", error=\"insufficient_scope\"";
+      break;
+  }
+  response.headers.emplace_back("WWW-Authenticate", std::move(challenge));
+  return response;
+}
+
 }  // namespace
 
 HttpResponse error_response(int status, std::string_view message, std::string_view field) {
@@ -121,6 +158,8 @@ Api::Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup&
       events_provider_(std::move(events_provider)) {}
 
 void Api::handle(const HttpRequest& request, Respond respond) {
+  // The policy this request is judged by, even if a reload replaces it meanwhile.
+  const std::shared_ptr<const AccessControl> access = access_control_;
   const auto segments = split_path(request.target);
   const std::string& method = request.method;
   const auto route_is = [&](std::initializer_list<std::string_view> pattern) {
@@ -141,41 +180,78 @@ void Api::handle(const HttpRequest& request, Respond respond) {
     return normalized;
   };
 
+  // Access control, when on. An unknown route (404) and a wrong method (405) are
+  // answered to anyone: they reveal only the documented shape of the API. A
+  // protected read authenticates before anything else, so even a malformed
+  // service name gets a 401. A write authenticates (401), normalises the service
+  // in its path (400; scopes match normalised names), then checks the token's
+  // scope (403), before the id, the body or the database are looked at.
+  const auto may_read = [&] {
+    if (!access) return true;
+    const auto decision = access->authorize_read(request.authorization);
+    if (decision.granted()) return true;
+    // The path only: a client might have put a secret in the query string.
+    const std::string path = request.target.substr(0, request.target.find('?'));
+    respond(access_denied(decision, request, "read", "path=" + path.substr(0, 128)));
+    return false;
+  };
+  const auto writable_service = [&](std::string_view action) -> std::optional<std::string> {
+    if (access) {
+      const auto decision = access->authenticate(request.authorization);
+      if (!decision.granted()) {
+        respond(access_denied(decision, request, action,
+                              "service=" + std::string(segments[2].substr(0, 64))));
+        return std::nullopt;
+      }
+    }
+    auto service = label(2, "service");
+    if (!service || !access) return service;
+    const auto decision = access->authorize_write(request.authorization, *service);
+    if (decision.granted()) return service;
+    respond(access_denied(decision, request, action, "service=" + *service, *service));
+    return std::nullopt;
+  };
+
   if (route_is({"v1", "status"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
+    if (!may_read()) return;
     return status(respond);
   }
   if (route_is({"v1", "events"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
+    if (!may_read()) return;
     json events = events_provider_ ? events_provider_() : json::array();
     return respond(json_response(200, {{"events", std::move(events)}}));
   }
   if (route_is({"v1", "services"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
+    if (!may_read()) return;
     return list_services(respond);
   }
   if (route_is({"v1", "services", "*"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
+    if (!may_read()) return;
     auto service = label(2, "service");
     if (!service) return;
     return get_service(*service, std::move(respond));
   }
   if (route_is({"v1", "resolve", "*"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
+    if (!may_read()) return;
     auto service = label(2, "service");
     if (!service) return;
     return resolve(request, *service, std::move(respond));
   }
   if (route_is({"v1", "services", "*", "instances"})) {
     if (method != "POST") return respond(method_not_allowed("POST"));
-    auto service = label(2, "service");
+    auto service = writable_service("register");
     if (!service) return;
     return register_instance(request, std::move(*service), random_instance_id(), true,
                              std::move(respond));
   }
   if (route_is({"v1", "services", "*", "instances", "*"})) {
     if (method != "PUT" && method != "DELETE") return respond(method_not_allowed("PUT, DELETE"));
-    auto service = label(2, "service");
+    auto service = writable_service(method == "PUT" ? "register" : "deregister");
     if (!service) return;
     auto id = label(4, "id");
     if (!id) return;
@@ -187,7 +263,7 @@ void Api::handle(const HttpRequest& request, Respond respond) {
   }
   if (route_is({"v1", "services", "*", "instances", "*", "heartbeat"})) {
     if (method != "PUT") return respond(method_not_allowed("PUT"));
-    auto service = label(2, "service");
+    auto service = writable_service("heartbeat");
     if (!service) return;
     auto id = label(4, "id");
     if (!id) return;
@@ -317,6 +393,11 @@ void Api::register_instance(const HttpRequest& request, std::string service, std
     return respond(error_response(400, error->message, error->field));
   }
   auto registration = std::get<store::Registration>(std::move(parsed));
+  if (registration_filter_) {
+    if (auto refused = registration_filter_(registration)) {
+      return respond(error_response(400, refused->message, refused->field));
+    }
+  }
   const std::string address = registration.address.to_string();
   const auto port = registration.port;
   const std::string lb = registration.lb ? std::string(store::to_string(*registration.lb)) : "";

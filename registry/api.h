@@ -4,6 +4,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +19,8 @@
 #include "store/writer.h"
 
 namespace registry {
+
+class AccessControl;
 
 struct HttpRequest {
   std::string method;  // "GET", "PUT", ...
@@ -44,6 +48,10 @@ class Api {
   using StatusProvider = std::function<void(nlohmann::json& status)>;
   // Supplies the body of GET /v1/events (the health checker's removal history).
   using EventsProvider = std::function<nlohmann::json()>;
+  // A last say on a registration that passed validation (the address deny-list):
+  // an error refuses it with 400 naming the message and field.
+  using RegistrationFilter =
+      std::function<std::optional<ValidationError>(const store::Registration&)>;
 
   // Writes go through `writer`; `GET /v1/services/{service}` through `lookup`
   // (the cache, like DNS); the service list and status read `store` directly.
@@ -58,6 +66,16 @@ class Api {
   // The strategy of services that registered none (GET /v1/resolve); the
   // daemon sets it to the DNS default so both agree.
   void set_default_strategy(store::LbStrategy strategy) { default_lb_ = strategy; }
+
+  // Bearer-token access control; null (the default) lets every request through.
+  // Call on the thread that calls handle(): a reload replaces the policy as a
+  // whole, and a request in flight keeps the one it started with.
+  void set_access_control(std::shared_ptr<const AccessControl> access) {
+    access_control_ = std::move(access);
+  }
+  void set_registration_filter(RegistrationFilter filter) {
+    registration_filter_ = std::move(filter);
+  }
 
  private:
   void list_services(Respond& respond);
@@ -76,6 +94,8 @@ class Api {
   StatusProvider status_provider_;
   EventsProvider events_provider_;
   store::LbStrategy default_lb_ = store::LbStrategy::round_robin;
+  std::shared_ptr<const AccessControl> access_control_;
+  RegistrationFilter registration_filter_;
   std::shared_ptr<store::lb::Balancer> balancer_ = std::make_shared<store::lb::Balancer>();
 };
 

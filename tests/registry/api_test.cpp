@@ -1,6 +1,7 @@
 // The API as a function: every route and error class without a socket. The same
 // behaviours are exercised again over real HTTP in tests/integration.
 #include "registry/api.h"
+#include "registry/auth.h"
 
 #include <gtest/gtest.h>
 
@@ -31,11 +32,12 @@ class ApiTest : public ::testing::Test {
   }
 
   registry::HttpResponse call(std::string method, std::string target, std::string body = {},
-                              std::string content_type = "application/json") {
+                              std::string content_type = "application/json",
+                              std::string authorization = {}) {
     std::promise<registry::HttpResponse> promise;
-    api.handle(
-        {std::move(method), std::move(target), std::move(content_type), std::move(body), {}, {}},
-        [&](registry::HttpResponse response) { promise.set_value(std::move(response)); });
+    api.handle({std::move(method), std::move(target), std::move(content_type), std::move(body),
+                std::move(authorization), "192.0.2.1:40000"},
+               [&](registry::HttpResponse response) { promise.set_value(std::move(response)); });
     auto future = promise.get_future();
     EXPECT_EQ(future.wait_for(10s), std::future_status::ready);
     return future.get();
@@ -156,6 +158,200 @@ TEST_F(ApiTest, DatabaseFailureIsA503AndNothingIsAcknowledged) {
   expect_error(call("PUT", "/v1/services/orders/instances/a1", kInstance), 503, nullptr);
   locker.exec("ROLLBACK");
   expect_error(call("GET", "/v1/services/orders"), 404, "service");
+}
+
+TEST_F(ApiTest, RegistrationFilterRefusesWithItsMessageAndField) {
+  api.set_registration_filter(
+      [](const store::Registration& registration) -> std::optional<registry::ValidationError> {
+        if (registration.port == 1) return registry::ValidationError{"port 1 is refused", "port"};
+        return std::nullopt;
+      });
+  const auto refused =
+      call("PUT", "/v1/services/orders/instances/a1", R"({"address":"10.1.2.3","port":1})");
+  expect_error(refused, 400, "port");
+  EXPECT_EQ(body_of(refused)["error"], "port 1 is refused");
+  expect_error(call("POST", "/v1/services/orders/instances", R"({"address":"10.1.2.3","port":1})"),
+               400, "port");
+  EXPECT_TRUE(store.list_services().empty());
+  EXPECT_EQ(writer.stats().mutations, 0u);
+  // The filter sees only valid registrations, and lets the others through.
+  expect_error(call("PUT", "/v1/services/orders/instances/a1", R"({"address":"x","port":1})"), 400,
+               "address");
+  EXPECT_EQ(call("PUT", "/v1/services/orders/instances/a1", kInstance).status, 201);
+}
+
+// The API with bearer tokens: orders-token may change order-* services, the
+// admin token everything.
+class ApiAuthTest : public ApiTest {
+ protected:
+  void SetUp() override {
+    ApiTest::SetUp();
+    protect(registry::ReadAccess::open);
+  }
+  void protect(registry::ReadAccess read_access) {
+    api.set_access_control(std::make_shared<const registry::AccessControl>(
+        registry::TokenStore::parse(kOrdersToken + " order-*\n" + kAdminToken + " *\n", "tokens"),
+        read_access));
+  }
+  registry::HttpResponse call_as(const std::string& token, std::string method, std::string target,
+                                 std::string body = {}) {
+    const std::string content_type = body.empty() ? "" : "application/json";
+    return call(std::move(method), std::move(target), std::move(body), content_type,
+                token.empty() ? "" : "Bearer " + token);
+  }
+  static std::string header(const registry::HttpResponse& response, const std::string& name) {
+    for (const auto& [key, value] : response.headers) {
+      if (key == name) return value;
+    }
+    return "";
+  }
+  // Registers payments/p1 with the admin token, to have something to protect.
+  void register_payments() {
+    ASSERT_EQ(call_as(kAdminToken, "PUT", "/v1/services/payments/instances/p1", kInstance).status,
+              201);
+    mutations_before = writer.stats().mutations;
+  }
+  // payments/p1 is as register_payments() left it, and no write reached the writer.
+  void expect_payments_unchanged() {
+    EXPECT_EQ(writer.stats().mutations, mutations_before);
+    const auto instances = store.read_service("payments").instances;
+    ASSERT_EQ(instances.size(), 1u);
+    EXPECT_EQ(instances[0].registration.address.to_string(), "10.1.2.3");
+    EXPECT_FALSE(instances[0].last_heartbeat_at);
+    EXPECT_FALSE(instances[0].load);
+  }
+
+  const std::string kOrdersToken = "orders-0123456789abcdef";
+  const std::string kAdminToken = "admin-0123456789abcdef";
+  std::uint64_t mutations_before = 0;
+};
+
+TEST_F(ApiAuthTest, WritesWithoutATokenAre401AndChangeNothing) {
+  register_payments();
+  const std::vector<std::pair<std::string, std::string>> writes = {
+      {"PUT", "/v1/services/payments/instances/p1"},
+      {"PUT", "/v1/services/payments/instances/p2"},
+      {"POST", "/v1/services/payments/instances"},
+      {"DELETE", "/v1/services/payments/instances/p1"},
+      {"PUT", "/v1/services/payments/instances/p1/heartbeat"},
+  };
+  for (const auto& [method, target] : writes) {
+    const std::string body = method == "DELETE" ? "" : R"({"address":"10.9.9.9","port":1})";
+    const auto missing = call_as("", method, target, body);
+    expect_error(missing, 401, "Authorization");
+    EXPECT_EQ(header(missing, "WWW-Authenticate"), R"(Bearer realm="discoveryd")");
+
+    const auto unknown = call_as("not-a-configured-token", method, target, body);
+    expect_error(unknown, 401, "Authorization");
+    EXPECT_EQ(header(unknown, "WWW-Authenticate"),
+              R"(Bearer realm="discoveryd", error="invalid_token")");
+
+    expect_error(call(method, target, body, "application/json", "Basic dXNlcjpwYXNzd29yZA=="), 401,
+                 "Authorization");
+    // Authentication comes first: an invalid body or name does not tell anything.
+    std::string bad_target = target;
+    bad_target.replace(bad_target.find("payments"), 8, "bad_name");
+    expect_error(call_as("", method, bad_target, "{nope"), 401, "Authorization");
+  }
+  expect_payments_unchanged();
+  EXPECT_EQ(store.list_services().size(), 1u);
+}
+
+TEST_F(ApiAuthTest, AScopedTokenCannotChangeAnotherService) {
+  register_payments();
+  const std::string moved = R"({"address":"10.9.9.9","port":8080})";
+  for (const auto& [method, target, body] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"PUT", "/v1/services/payments/instances/p1", moved},
+           {"PUT", "/v1/services/Payments/instances/p2", moved},
+           {"POST", "/v1/services/payments/instances", moved},
+           {"DELETE", "/v1/services/payments/instances/p1", ""},
+           {"PUT", "/v1/services/payments/instances/p1/heartbeat", R"({"load": 3})"},
+           // The scope is checked before the id and the body are.
+           {"PUT", "/v1/services/payments/instances/-bad-", "{nope"},
+       }) {
+    const auto refused = call_as(kOrdersToken, method, target, body);
+    expect_error(refused, 403, "service");
+    EXPECT_EQ(body_of(refused)["error"], "token not allowed to change service payments");
+  }
+  // "order-*" is a prefix with the dash: "orders" is another service.
+  expect_error(call_as(kOrdersToken, "PUT", "/v1/services/orders/instances/o1", kInstance), 403,
+               "service");
+  expect_payments_unchanged();
+  EXPECT_EQ(store.list_services().size(), 1u);
+}
+
+TEST_F(ApiAuthTest, AScopedTokenChangesItsOwnServices) {
+  const std::string& token = kOrdersToken;
+  EXPECT_EQ(call_as(token, "PUT", "/v1/services/order-service/instances/a1", kInstance).status,
+            201);
+  EXPECT_EQ(call_as(token, "PUT", "/v1/services/Order-Service/instances/a1", kInstance).status,
+            200);
+  EXPECT_EQ(call_as(token, "POST", "/v1/services/order-history/instances", kInstance).status, 201);
+  EXPECT_EQ(
+      call_as(token, "PUT", "/v1/services/order-service/instances/a1/heartbeat", R"({"load":2})")
+          .status,
+      200);
+  EXPECT_EQ(call_as(token, "DELETE", "/v1/services/order-service/instances/a1").status, 200);
+  // Validation still applies after authorization.
+  expect_error(call_as(token, "PUT", "/v1/services/order-service/instances/a1", "{nope"), 400,
+               "body");
+  const auto services = store.list_services();
+  ASSERT_EQ(services.size(), 1u);
+  EXPECT_EQ(services[0].service, "order-history");
+}
+
+TEST_F(ApiAuthTest, TheAdminTokenChangesEverything) {
+  for (const std::string service : {"payments", "order-service", "orders", "x"}) {
+    const std::string instance = "/v1/services/" + service + "/instances/i1";
+    EXPECT_EQ(call_as(kAdminToken, "PUT", instance, kInstance).status, 201) << service;
+    EXPECT_EQ(call_as(kAdminToken, "PUT", instance + "/heartbeat").status, 200) << service;
+    EXPECT_EQ(call_as(kAdminToken, "DELETE", instance).status, 200) << service;
+  }
+  EXPECT_EQ(call_as(kAdminToken, "POST", "/v1/services/x/instances", kInstance).status, 201);
+  EXPECT_EQ(store.list_services().size(), 1u);
+}
+
+TEST_F(ApiAuthTest, ReadsAreOpenByDefault) {
+  register_payments();
+  EXPECT_EQ(call_as("", "GET", "/v1/services").status, 200);
+  EXPECT_EQ(call_as("", "GET", "/v1/services/payments").status, 200);
+  EXPECT_EQ(call_as("", "GET", "/v1/resolve/payments").status, 200);
+  EXPECT_EQ(call_as("", "GET", "/v1/status").status, 200);
+  EXPECT_EQ(call_as("", "GET", "/v1/events").status, 200);
+}
+
+TEST_F(ApiAuthTest, ReadAccessTokenProtectsEveryGetRoute) {
+  register_payments();
+  protect(registry::ReadAccess::token);
+  for (const std::string target :
+       {"/v1/services", "/v1/services/payments", "/v1/resolve/payments", "/v1/status", "/v1/events",
+        "/v1/services/bad_name", "/v1/resolve/payments?bogus=1"}) {
+    const auto missing = call_as("", "GET", target);
+    expect_error(missing, 401, "Authorization");
+    EXPECT_EQ(header(missing, "WWW-Authenticate"), R"(Bearer realm="discoveryd")");
+    EXPECT_EQ(body_of(missing).size(), 2u) << target << " leaked " << missing.body;
+    expect_error(call_as("unknown-token-0123456789", "GET", target), 401, "Authorization");
+  }
+  // Any known token may read, scoped or not.
+  const auto read = call_as(kOrdersToken, "GET", "/v1/services/payments");
+  EXPECT_EQ(read.status, 200);
+  EXPECT_EQ(body_of(read)["instances"][0]["id"], "p1");
+  EXPECT_EQ(call_as(kOrdersToken, "GET", "/v1/services").status, 200);
+  EXPECT_EQ(call_as(kAdminToken, "GET", "/v1/resolve/payments").status, 200);
+  EXPECT_EQ(call_as(kAdminToken, "GET", "/v1/status").status, 200);
+}
+
+TEST_F(ApiAuthTest, UnknownRoutesAndWrongMethodsAnswerWithoutAToken) {
+  protect(registry::ReadAccess::token);
+  expect_error(call_as("", "GET", "/v1/nothing"), 404, nullptr);
+  expect_error(call_as("", "PATCH", "/v1/services/payments/instances/p1"), 405, nullptr);
+  expect_error(call_as("", "POST", "/v1/services"), 405, nullptr);
+}
+
+TEST_F(ApiAuthTest, ANullPolicyTurnsAuthenticationOff) {
+  api.set_access_control(nullptr);
+  EXPECT_EQ(call("PUT", "/v1/services/payments/instances/p1", kInstance).status, 201);
 }
 
 }  // namespace
