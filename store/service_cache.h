@@ -36,9 +36,10 @@ struct CacheOptions {
   bool near_cache = true;
   std::size_t near_cache_max_entries = 100'000;
   // Per-service invalidation generations kept before they are folded into one
-  // reset generation (see ServiceCache::Impl::invalidate_local). Bounds memory
-  // against clients asking for endless distinct names.
-  std::size_t max_tracked_generations = 100'000;
+  // reset generation (see ServiceCache::Impl::invalidate_local): about 100 bytes
+  // each, so this bounds memory against clients asking for endless distinct
+  // names; a fold makes the reads in flight at that moment retry once.
+  std::size_t max_tracked_generations = 10'000;
   // Test hooks, empty in production: called on the reader thread after a SQLite
   // read and before its result is used, to force interleavings deterministically.
   std::function<void(const std::string& service)> after_db_read;
