@@ -3,6 +3,12 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <sqlite3.h>
 
+#include <sys/resource.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "store/duration.h"
@@ -148,6 +154,75 @@ Instance read_instance_row(SQLite::Statement& row) {
   instance.consecutive_failures = static_cast<std::uint32_t>(row.getColumn(18).getInt());
   if (!row.getColumn(19).isNull()) instance.load = row.getColumn(19).getDouble();
   return instance;
+}
+
+// Below this much free space a failed write is put down to a full file system.
+constexpr std::uintmax_t kNearlyFullBytes = 1 << 20;
+
+// Why a write to `path` (or its WAL) failed for lack of space, if it did. SQLite
+// maps only ENOSPC to SQLITE_FULL: a file-size limit (EFBIG) or a quota (EDQUOT)
+// arrive as a plain I/O error whose OS error is not always kept, so look.
+std::optional<std::string> space_exhausted(const std::string& path) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_FSIZE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    for (const char* suffix : {"", "-wal"}) {
+      std::error_code ignored;
+      const auto size = std::filesystem::file_size(path + suffix, ignored);
+      // A write refused by the limit leaves its file at or beyond the limit.
+      if (!ignored && size >= limit.rlim_cur) {
+        return "file size limit (ulimit -f) of " + std::to_string(limit.rlim_cur) +
+               " bytes reached";
+      }
+    }
+  }
+  struct statvfs file_system {};
+  const auto directory = std::filesystem::path(path).parent_path();
+  if (::statvfs(directory.empty() ? "." : directory.c_str(), &file_system) == 0 &&
+      static_cast<std::uintmax_t>(file_system.f_bavail) * file_system.f_frsize < kNearlyFullBytes) {
+    return "no space left on " + (directory.empty() ? std::string(".") : directory.string());
+  }
+  return std::nullopt;
+}
+
+// Names a failed write by what an operator does about it: free space ("database
+// full"), find who holds the lock ("database busy"), check the disk ("database
+// I/O error"). Call it right after the failure: the OS error is the connection's
+// last one.
+std::string describe_failure(SQLite::Database& db, const std::string& path,
+                             const std::exception& error) {
+  const auto* sqlite_error = dynamic_cast<const SQLite::Exception*>(&error);
+  if (!sqlite_error) return error.what();
+  const std::string message = error.what();
+  const int system_errno = sqlite3_system_errno(db.getHandle());
+  const auto with_cause = [&](const std::string& prefix, const std::string& cause) {
+    if (!cause.empty()) return prefix + message + " (" + cause + ")";
+    if (system_errno == 0) return prefix + message;
+    return prefix + message + " (" + std::strerror(system_errno) + ")";
+  };
+  switch (sqlite_error->getErrorCode() & 0xff) {
+    case SQLITE_FULL:
+      return with_cause("database full: ", space_exhausted(path).value_or(""));
+    case SQLITE_IOERR:
+      if (system_errno == ENOSPC || system_errno == EFBIG || system_errno == EDQUOT) {
+        return with_cause("database full: ", "");
+      }
+      if (auto cause = space_exhausted(path)) return with_cause("database full: ", *cause);
+      return with_cause("database I/O error: ", "");
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "database busy: " + message + " (another connection held the write lock " +
+             "for longer than the busy timeout)";
+    case SQLITE_READONLY:
+      return with_cause("database read-only: ", "");
+    default:
+      return message;
+  }
+}
+
+// Inside a transaction still? SQLite rolls a whole transaction back by itself
+// after some I/O and disk-full errors, not only the failing statement.
+bool in_transaction(SQLite::Database& db) {
+  return sqlite3_get_autocommit(db.getHandle()) == 0;
 }
 
 std::optional<Instance> find_instance(SQLite::Database& db, const std::string& service,
@@ -402,18 +477,40 @@ std::vector<MutationResult> SqliteStore::apply(std::span<const Mutation> mutatio
         }
         write_db_->exec("RELEASE mutation");
       } catch (const std::exception& error) {
+        const std::string reason = describe_failure(*write_db_, options_.path, error);
+        // The savepoint went with the transaction: nothing of the batch can be
+        // committed any more, so it fails as a whole.
+        if (!in_transaction(*write_db_)) throw StoreError(reason);
         write_db_->exec("ROLLBACK TO mutation");
         write_db_->exec("RELEASE mutation");
-        results.push_back({Outcome::failed, 0, error.what(), {}});
+        results.push_back({Outcome::failed, 0, reason, {}});
       }
     }
     transaction.commit();
   } catch (const std::exception& error) {
     // Nothing of this batch was committed (SQLite rolls back a failed COMMIT, and
     // the Transaction destructor rolls back otherwise).
-    results.assign(mutations.size(), MutationResult{Outcome::failed, 0, error.what(), {}});
+    const std::string reason = describe_failure(*write_db_, options_.path, error);
+    results.assign(mutations.size(), MutationResult{Outcome::failed, 0, reason, {}});
+    recover_write_connection();
   }
   return results;
+}
+
+void SqliteStore::recover_write_connection() {
+  if (!in_transaction(*write_db_)) return;
+  // The destructor's ROLLBACK failed (it swallows the error): without this, every
+  // later BEGIN would fail and writes would stay refused until a restart.
+  try {
+    write_db_->exec("ROLLBACK");
+    return;
+  } catch (const std::exception&) {
+  }
+  try {
+    write_db_ = open_connection(options_);
+  } catch (const std::exception&) {
+    // Still unusable: the next apply() fails (503) and tries again.
+  }
 }
 
 ServiceSnapshot SqliteStore::read_service(std::string_view service) {

@@ -5,6 +5,10 @@
 //    empty instance list: "nothing registered" is not an error.
 //  - StoreError is thrown when the database cannot be read or written (I/O error,
 //    disk full, locked beyond the busy timeout). Callers answer 503 / SERVFAIL.
+//    A failed write's error starts with what failed: "database full: ",
+//    "database busy: ", "database I/O error: " or "database read-only: ".
+//  - A failed write leaves nothing behind and the store usable: the next write
+//    succeeds as soon as the space or the lock is back, without a restart.
 //  - A mutation reported as applied has been committed durably (synchronous=FULL
 //    by default): a crash of the process or the machine afterwards keeps it.
 #pragma once
@@ -116,6 +120,8 @@ struct StoreOptions {
   // FULL makes every acknowledged write survive power loss; NORMAL only process
   // crashes. Group commit (store::Writer) keeps FULL affordable.
   bool synchronous_full = true;
+  // How long a write waits for another connection's lock before failing with
+  // "database busy" (503). Keep it well under the HTTP request timeout.
   std::chrono::milliseconds busy_timeout{2000};
 };
 
@@ -162,6 +168,9 @@ class SqliteStore {
   MutationResult apply_one(const RecordChecks& checks, TimePoint now);
   MutationResult apply_one(const ReportLoad& report, TimePoint now);
   std::uint64_t bump_version(const std::string& service);
+  // After a failed batch: leaves the write connection outside any transaction
+  // (reopening it if need be), so that the next batch can succeed.
+  void recover_write_connection();
 
   StoreOptions options_;
   std::mutex write_mutex_;

@@ -2,10 +2,16 @@
 
 #include <algorithm>
 
+#include "store/logging.h"
+
 namespace store {
 namespace {
 // Bounds the work (and the memory of results) one transaction carries.
 constexpr std::size_t kMaxBatch = 512;
+
+std::shared_ptr<spdlog::logger> logger() {
+  return component_logger("store");
+}
 
 }  // namespace
 
@@ -89,6 +95,8 @@ void Writer::run() {
       confirmed_.insert(confirmed_.end(), confirmed.begin(), confirmed.end());
     }
 
+    note_outcome(results);
+
     std::vector<std::string> changed;
     for (std::size_t i = 0; i < results.size(); ++i) {
       if (results[i].changed()) changed.push_back(service_of(mutations[i]));
@@ -103,6 +111,26 @@ void Writer::run() {
       stats_.largest_batch = std::max<std::uint64_t>(stats_.largest_batch, batch.size());
     }
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i].completion(results[i]);
+  }
+}
+
+void Writer::note_outcome(const std::vector<MutationResult>& results) {
+  // A batch whose every mutation failed is the database refusing writes (full,
+  // locked, I/O error), not one bad request: log when that starts and ends, not
+  // once per request.
+  const bool refused =
+      !results.empty() && std::all_of(results.begin(), results.end(),
+                                      [](const auto& r) { return r.outcome == Outcome::failed; });
+  if (refused) {
+    if (refused_batches_++ == 0) {
+      logger()->error("database refuses writes: {} (answering 503 until it recovers)",
+                      results.front().error);
+    }
+    std::lock_guard lock(mutex_);
+    ++stats_.failed_commits;
+  } else if (refused_batches_ > 0) {
+    logger()->warn("database accepts writes again after {} refused transactions", refused_batches_);
+    refused_batches_ = 0;
   }
 }
 

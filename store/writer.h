@@ -52,6 +52,8 @@ class Writer {
     std::uint64_t commits = 0;
     std::uint64_t mutations = 0;
     std::uint64_t largest_batch = 0;
+    // Transactions the database refused as a whole (full, locked, I/O error).
+    std::uint64_t failed_commits = 0;
   };
   Stats stats() const;
 
@@ -61,6 +63,7 @@ class Writer {
     Completion completion;
   };
   void run();
+  void note_outcome(const std::vector<MutationResult>& results);
 
   SqliteStore& store_;
   CommitListener on_commit_;
@@ -70,6 +73,7 @@ class Writer {
   std::deque<Pending> queue_;
   std::vector<OutboxEntry> confirmed_;
   bool stopping_ = false;
+  std::uint64_t refused_batches_ = 0;  // consecutive; writer thread only
   Stats stats_;
   std::thread thread_;
 };

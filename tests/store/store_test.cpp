@@ -1,7 +1,9 @@
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
+#include <csignal>
 #include <future>
 #include <thread>
 
@@ -348,9 +350,51 @@ TEST_F(SqliteStoreTest, WritesFailCleanlyWhenTheDatabaseIsLocked) {
   locker.exec("BEGIN IMMEDIATE");
   const auto result = apply(db, store::Upsert{make_registration("orders", "a1")});
   EXPECT_EQ(result.outcome, Outcome::failed);
-  EXPECT_FALSE(result.error.empty());
+  EXPECT_EQ(result.error.rfind("database busy: ", 0), 0u) << result.error;
   locker.exec("ROLLBACK");
   EXPECT_EQ(apply(db, store::Upsert{make_registration("orders", "a1")}).outcome, Outcome::created);
+}
+
+// A full disk, made with a file-size limit (what `ulimit -f` sets): the whole
+// batch fails with a "database full" error and changes nothing, and the same store
+// writes again as soon as space returns.
+TEST_F(SqliteStoreTest, AFullDiskFailsTheWholeBatchAndTheStoreRecoversWhenSpaceReturns) {
+  store::SqliteStore db({path});
+  ASSERT_EQ(apply(db, store::Upsert{make_registration("orders", "a1")}).outcome, Outcome::created);
+  const auto before = db.read_service("orders");
+
+  auto big = make_registration("orders", "a3", "10.0.0.3");
+  // Larger than SQLite's page cache: it spills to the WAL in the middle of the
+  // statement, so the failure also hits a mutation, not only the COMMIT.
+  big.meta["blob"] = std::string(4 << 20, 'x');
+  const std::vector<store::Mutation> batch = {store::Upsert{make_registration("orders", "a2")},
+                                              store::Upsert{big},
+                                              store::Deregister{"orders", "a1"}};
+  rlimit original{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &original), 0);
+  rlimit full = original;
+  full.rlim_cur = 1;  // no write past the first byte of any file
+  const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);  // as the daemon does
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &full), 0);
+  const auto results = db.apply(batch, kNow);
+  ::setrlimit(RLIMIT_FSIZE, &original);
+  std::signal(SIGXFSZ, previous_handler);
+
+  ASSERT_EQ(results.size(), batch.size());
+  for (const auto& result : results) {
+    EXPECT_EQ(result.outcome, Outcome::failed);
+    EXPECT_EQ(result.error.rfind("database full: ", 0), 0u) << result.error;
+  }
+  const auto after = db.read_service("orders");
+  EXPECT_EQ(after.version, before.version);
+  ASSERT_EQ(after.instances.size(), 1u);
+  EXPECT_EQ(after.instances[0].id(), "a1");
+
+  // Space is back: the same store (no reopen) writes again.
+  EXPECT_EQ(apply(db, store::Upsert{make_registration("orders", "a2")}).outcome, Outcome::created);
+  EXPECT_EQ(db.integrity_check(), "ok");
+  store::SqliteStore reopened({path});
+  EXPECT_EQ(reopened.read_service("orders").instances.size(), 2u);
 }
 
 TEST_F(SqliteStoreTest, WriterGroupsConcurrentMutationsIntoFewCommits) {
