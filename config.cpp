@@ -128,6 +128,10 @@ void validate(const Config& config) {
     throw ConfigError("dns.domain must be an absolute name ending in '.', such as \"discovery.\"");
   }
   if (config.db_path.empty()) throw ConfigError("store.path must not be empty");
+  if (config.db_busy_timeout >= config.http_request_timeout) {
+    // A client must get the 503, not its own timeout.
+    throw ConfigError("store.busy_timeout must be shorter than http.request_timeout");
+  }
   if (config.redis != "none" && !config.redis.empty() &&
       !store::redis::parse_address(config.redis)) {
     throw ConfigError("cache.redis: \"" + config.redis +
@@ -196,7 +200,10 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
   }
   try {
     TableReader store(root, "store");
-    store.known({"path", "synchronous"});
+    store.known({"path", "synchronous", "busy_timeout"});
+    if (auto timeout = store.string("busy_timeout")) {
+      config.db_busy_timeout = parse_duration_setting(*timeout, "store.busy_timeout");
+    }
     if (auto path = store.string("path")) config.db_path = *path;
     if (auto sync = store.string("synchronous")) {
       if (*sync != "full" && *sync != "normal") {

@@ -33,6 +33,8 @@ struct Config {
   // [store]
   std::string db_path = "data/discoveryd.db";
   bool db_synchronous_full = true;
+  // How long a write waits for another process's lock before answering 503.
+  std::chrono::milliseconds db_busy_timeout{2'000};
   // [http]
   ListenAddress http_listen{"127.0.0.1", 8500};
   std::size_t http_max_connections = 1024;

@@ -18,7 +18,9 @@
 #include "config.h"
 #include "dns/server.h"
 #include "health/checker.h"
+#include "registry/address_policy.h"
 #include "registry/api.h"
+#include "registry/auth.h"
 #include "registry/http_server.h"
 #include "store/duration.h"
 #include "store/service_cache.h"
@@ -29,7 +31,7 @@ namespace {
 
 void setup_logging(const std::string& level) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  for (const char* name : {"main", "store", "cache", "registry", "http", "dns", "health"}) {
+  for (const char* name : {"main", "store", "cache", "registry", "auth", "http", "dns", "health"}) {
     auto logger = std::make_shared<spdlog::logger>(name, sink);
     spdlog::register_logger(logger);
   }
@@ -77,7 +79,47 @@ dns::Options dns_options(const daemon_config::Config& config, const std::string&
   options.default_lb =
       store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin);
   options.max_answer_records = config.dns_max_answer_records;
+  options.max_tcp_connections_per_client = config.dns_max_tcp_connections_per_client;
+  options.rate_limit.responses_per_second = config.dns_rrl_responses_per_second;
+  options.rate_limit.burst = config.dns_rrl_burst;
+  options.rate_limit.slip = config.dns_rrl_slip;
+  options.rate_limit.ipv4_prefix = config.dns_rrl_ipv4_prefix;
+  options.rate_limit.ipv6_prefix = config.dns_rrl_ipv6_prefix;
+  options.rate_limit.exempt = config.dns_rrl_exempt;
   return options;
+}
+
+registry::HttpServerOptions http_options(const daemon_config::Config& config) {
+  registry::HttpServerOptions options;
+  options.address = config.http_listen.host;
+  options.port = config.http_listen.port;
+  options.max_connections = config.http_max_connections;
+  options.request_timeout = config.http_request_timeout;
+  options.max_header_bytes = config.http_max_header_bytes;
+  options.max_body_bytes = config.http_max_body_bytes;
+  options.tls_certificate_file = config.tls_cert;
+  options.tls_private_key_file = config.tls_key;
+  return options;
+}
+
+// Reads the token file into a complete policy; throws registry::AuthConfigError
+// naming the file and line, so a broken file never half-replaces a good one.
+std::shared_ptr<const registry::AccessControl> load_access_control(
+    const daemon_config::Config& config) {
+  auto tokens = registry::TokenStore::load(config.token_file);
+  const auto read_access =
+      registry::parse_read_access(config.read_access).value_or(registry::ReadAccess::open);
+  spdlog::get("main")->info("access control: {} tokens ({} admin) from {}; reads {}", tokens.size(),
+                            tokens.admin_count(), config.token_file,
+                            registry::to_string(read_access));
+  return std::make_shared<const registry::AccessControl>(std::move(tokens), read_access);
+}
+
+bool is_loopback(const std::string& host) {
+  const auto address = store::IpAddress::parse(host);
+  return address && store::any_contains({*store::IpPrefix::parse("127.0.0.0/8"),
+                                         *store::IpPrefix::parse("::1/128")},
+                                        *address);
 }
 
 nlohmann::json dns_status(const dns::Server& server) {
@@ -98,7 +140,10 @@ nlohmann::json dns_status(const dns::Server& server) {
           {"lookups", s.lookups.load()},
           {"lookup_failures", s.lookup_failures.load()},
           {"tcp_connections_open", s.tcp_connections_open.load()},
-          {"tcp_connections_rejected", s.tcp_connections_rejected.load()}};
+          {"tcp_connections_rejected", s.tcp_connections_rejected.load()},
+          {"tcp_refused_per_client", s.tcp_refused_per_client.load()},
+          {"rate_limited_dropped", s.rate_limited_dropped.load()},
+          {"rate_limited_slipped", s.rate_limited_slipped.load()}};
 }
 
 nlohmann::json cache_status(const store::ServiceCache& cache) {
@@ -108,6 +153,7 @@ nlohmann::json cache_status(const store::ServiceCache& cache) {
           {"redis_trusted", s.redis_trusted},
           {"tracking_active", s.tracking_active},
           {"near_entries", s.near_entries},
+          {"tracked_generations", s.tracked_generations},
           {"near_hits", s.near_hits},
           {"redis_hits", s.redis_hits},
           {"redis_misses", s.redis_misses},
@@ -170,7 +216,7 @@ int run(const daemon_config::Config& config) {
   const auto db_directory = std::filesystem::path(config.db_path).parent_path();
   if (!db_directory.empty()) std::filesystem::create_directories(db_directory);
 
-  store::SqliteStore store({config.db_path, config.db_synchronous_full});
+  store::SqliteStore store({config.db_path, config.db_synchronous_full, config.db_busy_timeout});
   log->info("database {} open (schema version {})", config.db_path, store.schema_version());
 
   // The writer's commit listener invalidates the cache before any write is
@@ -225,7 +271,9 @@ int run(const daemon_config::Config& config) {
     status["http"] = {{"open_connections", stats.open_connections},
                       {"accepted", stats.accepted},
                       {"rejected_over_limit", stats.rejected_over_limit},
-                      {"requests", stats.requests}};
+                      {"requests", stats.requests},
+                      {"tls", !config.tls_cert.empty()},
+                      {"tls_handshake_failures", stats.tls_handshake_failures}};
     status["dns"] = dns_status(dns_server);
     status["cache"] = cache_status(*cache);
     status["health"] = health_status(*checker);
@@ -236,14 +284,35 @@ int run(const daemon_config::Config& config) {
                     report_status, report_events);
   api.set_default_strategy(
       store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin));
-  registry::HttpServer http(io,
-                            {config.http_listen.host, config.http_listen.port,
-                             config.http_max_connections, config.http_request_timeout},
-                            api);
+  if (!config.token_file.empty()) {
+    api.set_access_control(load_access_control(config));
+  } else if (!is_loopback(config.http_listen.host)) {
+    log->warn(
+        "HTTP API on {} without authentication: anyone who can reach it can register and "
+        "deregister any service; set http.token_file (docs/security.md)",
+        config.http_listen.to_string());
+  }
+  registry::HttpServer http(io, http_options(config), api);
   http_server = &http;
   http.start();
   const daemon_config::ListenAddress http_bound{config.http_listen.host, http.port()};
-  log->info("HTTP API listening on {}", http_bound.to_string());
+  log->info("HTTP API listening on {} ({})", http_bound.to_string(),
+            config.tls_cert.empty() ? "plain HTTP" : "HTTPS");
+
+  // Registrations may not point at multicast, link-local, ... nor at ourselves;
+  // built once the ports are bound, since port 0 means "any free port".
+  const auto own_address = [](const std::string& host, std::uint16_t port) {
+    return registry::ListenEndpoint{*store::IpAddress::parse(host), port};
+  };
+  auto address_policy = std::make_shared<const registry::AddressPolicy>(
+      config.deny_ranges.value_or(registry::AddressPolicy::default_deny_ranges()),
+      std::vector<registry::ListenEndpoint>{
+          own_address(config.http_listen.host, http.port()),
+          own_address(config.dns_listen.host, dns_server.udp_endpoint().port),
+          own_address(config.dns_listen.host, dns_server.tcp_endpoint().port)});
+  api.set_registration_filter([address_policy](const store::Registration& registration) {
+    return address_policy->check(registration);
+  });
 
   if (!config.ready_file.empty()) {
     write_ready_file(config.ready_file, {{"http", http_bound.to_string()},
@@ -263,12 +332,33 @@ int run(const daemon_config::Config& config) {
   // the writer drains and the database closes. A second signal, or clients still
   // busy after the grace period, end the loop at once.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  // SIGHUP re-reads the token file. A file that does not parse is refused as a
+  // whole: the tokens in force stay, and the log names the bad line.
+  boost::asio::signal_set reload_signals(io, SIGHUP);
+  std::function<void()> wait_for_reload = [&] {
+    reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      if (config.token_file.empty()) {
+        log->info("SIGHUP: no token file configured; nothing to reload");
+      } else {
+        try {
+          api.set_access_control(load_access_control(config));
+        } catch (const std::exception& error) {
+          log->error("SIGHUP: token file not reloaded, previous tokens stay in force: {}",
+                     error.what());
+        }
+      }
+      wait_for_reload();
+    });
+  };
+  wait_for_reload();
   boost::asio::steady_timer drain_poll(io);
   const auto shutdown_deadline = std::make_shared<std::chrono::steady_clock::time_point>();
   std::function<void()> wait_for_drain = [&] {
     if (http.stats().open_connections == 0 ||
         std::chrono::steady_clock::now() >= *shutdown_deadline) {
       signals.cancel();
+      reload_signals.cancel();
       io.stop();
       return;
     }

@@ -1,1 +1,131 @@
-// Placeholder: registration address policy (issue 7).
+#include "registry/address_policy.h"
+
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+
+namespace registry {
+namespace {
+
+store::IpPrefix prefix(const char* text) {
+  return store::IpPrefix::parse(text).value();
+}
+
+bool is_unspecified(const store::IpAddress& address) {
+  return std::all_of(address.bytes.begin(), address.bytes.begin() + address.size(),
+                     [](std::uint8_t byte) { return byte == 0; });
+}
+
+bool is_loopback(const store::IpAddress& address) {
+  static const store::IpPrefix v4 = prefix("127.0.0.0/8");
+  static const store::IpPrefix v6 = prefix("::1/128");
+  return v4.contains(address) || v6.contains(address);
+}
+
+// Every address configured on the machine's interfaces. A failure leaves the
+// list empty: a wildcard endpoint then still matches loopback, the common case.
+std::vector<store::IpAddress> interface_addresses() {
+  std::vector<store::IpAddress> addresses;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return addresses;
+  const std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> owner(list, &freeifaddrs);
+  for (const ifaddrs* entry = list; entry != nullptr; entry = entry->ifa_next) {
+    if (entry->ifa_addr == nullptr) continue;
+    store::IpAddress address;
+    if (entry->ifa_addr->sa_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr);
+      address.family = store::IpAddress::Family::v4;
+      std::memcpy(address.bytes.data(), &in->sin_addr, 4);
+    } else if (entry->ifa_addr->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr);
+      address.family = store::IpAddress::Family::v6;
+      std::memcpy(address.bytes.data(), &in6->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    addresses.push_back(store::unmap_v4(address));
+  }
+  return addresses;
+}
+
+std::string endpoint_text(const store::IpAddress& address, std::uint16_t port) {
+  const std::string host = address.is_v4() ? address.to_string() : "[" + address.to_string() + "]";
+  return host + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+std::vector<store::IpPrefix> AddressPolicy::default_deny_ranges() {
+  return {
+      prefix("0.0.0.0/8"),           // "this network": 0.x reaches the local host on Linux
+      prefix("224.0.0.0/4"),         // IPv4 multicast
+      prefix("255.255.255.255/32"),  // limited broadcast
+      prefix("169.254.0.0/16"),      // IPv4 link-local, including the cloud metadata service
+      prefix("::/128"),              // unspecified: connects to the local host
+      prefix("ff00::/8"),            // IPv6 multicast
+      prefix("fe80::/10"),           // IPv6 link-local
+      prefix("fd00:ec2::254/128"),   // the cloud metadata service over IPv6 (AWS)
+  };
+}
+
+AddressPolicy::AddressPolicy(std::vector<store::IpPrefix> deny_ranges,
+                             std::vector<ListenEndpoint> own_endpoints)
+    : deny_ranges_(std::move(deny_ranges)), own_endpoints_(std::move(own_endpoints)) {
+  for (auto& endpoint : own_endpoints_) endpoint.address = store::unmap_v4(endpoint.address);
+  const bool any_wildcard = std::ranges::any_of(own_endpoints_, [](const ListenEndpoint& endpoint) {
+    return is_unspecified(endpoint.address);
+  });
+  if (any_wildcard) local_addresses_ = interface_addresses();
+}
+
+bool AddressPolicy::is_own_endpoint(const store::IpAddress& address, std::uint16_t port) const {
+  const store::IpAddress candidate = store::unmap_v4(address);
+  for (const ListenEndpoint& endpoint : own_endpoints_) {
+    if (endpoint.port != port) continue;
+    if (!is_unspecified(endpoint.address)) {
+      if (endpoint.address == candidate) return true;
+      continue;
+    }
+    // 0.0.0.0 listens on IPv4 only; :: is dual-stack (Linux's default), so it
+    // also receives IPv4 connections.
+    if (endpoint.address.is_v4() && !candidate.is_v4()) continue;
+    if (is_loopback(candidate) ||
+        std::ranges::find(local_addresses_, candidate) != local_addresses_.end()) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::optional<ValidationError> AddressPolicy::check(const store::Registration& registration) const {
+  const store::IpAddress& address = registration.address;
+  for (const store::IpPrefix& range : deny_ranges_) {
+    if (range.contains(address)) {
+      return ValidationError{
+          "address " + address.to_string() + " is in a denied range (" + range.to_string() + ")",
+          "address"};
+    }
+  }
+  // DNS would send clients to the daemon itself, and the health checker would
+  // probe its own listeners.
+  if (is_own_endpoint(address, registration.port)) {
+    return ValidationError{
+        endpoint_text(address, registration.port) + " is one of this daemon's own endpoints",
+        "port"};
+  }
+  const store::HealthCheck& check = registration.check;
+  if (check.type != store::CheckType::ttl && check.port != 0 &&
+      is_own_endpoint(address, check.port)) {
+    return ValidationError{"health check target " + endpoint_text(address, check.port) +
+                               " is one of this daemon's own endpoints",
+                           "check.port"};
+  }
+  return std::nullopt;
+}
+
+}  // namespace registry

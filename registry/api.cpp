@@ -101,8 +101,14 @@ std::string random_instance_id() {
 
 // Writes answer 503 when the database refused them: the client may retry, and
 // nothing was changed.
+// The store names the cause ("database full: ...", "database busy: ..."); the
+// Retry-After tells well-behaved clients when to try again.
 HttpResponse write_failed(const store::MutationResult& result) {
-  return error_response(503, "database unavailable: " + result.error);
+  auto response = error_response(503, result.error.starts_with("database ")
+                                          ? result.error
+                                          : "database unavailable: " + result.error);
+  response.headers.emplace_back("Retry-After", "1");
+  return response;
 }
 
 // A refused request: 401 when no known token came with it, 403 when the token
@@ -379,6 +385,7 @@ void Api::status(Respond& respond) {
   status["database"]["commits"] = writes.commits;
   status["database"]["mutations"] = writes.mutations;
   status["database"]["largest_batch"] = writes.largest_batch;
+  status["database"]["failed_commits"] = writes.failed_commits;
   if (status_provider_) status_provider_(status);
   respond(json_response(200, status));
 }

@@ -196,6 +196,16 @@ TEST(Config, SecuritySettingsAreValidated) {
             std::string::npos);
   EXPECT_NE(error_of("[dns]\nrrl_ipv4_prefix = 33\n").find("dns.rrl_ipv4_prefix"),
             std::string::npos);
+  EXPECT_NE(error_of("[store]\nbusy_timeout = \"never\"\n").find("store.busy_timeout"),
+            std::string::npos);
+  // The busy timeout must leave the client time to receive the 503.
+  test_support::TempDir dir;
+  std::ofstream(dir.file("slow.toml")) << "[store]\nbusy_timeout = \"20s\"\n";
+  EXPECT_EQ(std::get<int>(load_args({"--config", dir.file("slow.toml")})), 2);
+  std::ofstream(dir.file("ok.toml")) << "[store]\nbusy_timeout = \"500ms\"\n";
+  auto loaded_ok = load_args({"--config", dir.file("ok.toml")});
+  ASSERT_TRUE(std::holds_alternative<Config>(loaded_ok));
+  EXPECT_EQ(std::get<Config>(loaded_ok).db_busy_timeout, 500ms);
   // Read protection without tokens, and half a TLS configuration, are refused.
   EXPECT_EQ(std::get<int>(load_args({"--read-access", "token"})), 2);
   EXPECT_EQ(std::get<int>(load_args({"--read-access", "sometimes", "--token-file", "t"})), 2);
