@@ -7,7 +7,10 @@ CMAKE_FLAGS ?= -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_
 RUN_ARGS ?= --config discoveryd.example.toml
 
 FUZZ_BUILD_DIR ?= build-fuzz
+# Seconds each fuzzer runs (so `make fuzz` takes about three times this).
 FUZZ_SECONDS ?= 60
+# fuzzer:corpus pairs; the corpora are tests/fuzz/corpus/<corpus>.
+FUZZ_TARGETS ?= dns_query_fuzzer:dns http_request_fuzzer:http registration_fuzzer:registration
 
 .PHONY: run test test-asan fuzz deps build build-asan clean format
 
@@ -38,15 +41,25 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900
 
-# libFuzzer (clang) on the DNS packet handler, for FUZZ_SECONDS, starting from the
-# committed seed corpus; new inputs go to a scratch copy, crashes fail the target.
+# libFuzzer (clang) on the DNS packet handler, the HTTP request path and the
+# registration parser, each for FUZZ_SECONDS, starting from a scratch copy of its
+# committed seed corpus (tests/fuzz/run_fuzzer.cmake). Every fuzzer runs even if
+# an earlier one failed; any crash fails the target, with reproducers left in
+# $(FUZZ_BUILD_DIR)/run-<corpus>/artifacts.
 fuzz: deps
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_BUILD_DIR) $(CMAKE_FLAGS) \
 	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDISCOVERYD_FUZZ=ON -DDISCOVERYD_TESTS=OFF
-	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target dns_query_fuzzer
-	rm -rf $(FUZZ_BUILD_DIR)/corpus-dns && cp -r tests/fuzz/corpus/dns $(FUZZ_BUILD_DIR)/corpus-dns
-	cd $(FUZZ_BUILD_DIR) && ./fuzz/dns_query_fuzzer -max_total_time=$(FUZZ_SECONDS) \
-	  -timeout=10 -rss_limit_mb=2048 corpus-dns
+	cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(foreach t,$(FUZZ_TARGETS),$(firstword $(subst :, ,$(t))))
+	@failed=""; for pair in $(FUZZ_TARGETS); do \
+	  fuzzer=$${pair%%:*}; corpus=$${pair##*:}; \
+	  echo "== $$fuzzer for $(FUZZ_SECONDS) s"; \
+	  cmake -DFUZZER=$(abspath $(FUZZ_BUILD_DIR))/fuzz/$$fuzzer \
+	    -DCORPUS=$(CURDIR)/tests/fuzz/corpus/$$corpus \
+	    -DWORK=$(abspath $(FUZZ_BUILD_DIR))/run-$$corpus \
+	    -DSECONDS=$(FUZZ_SECONDS) -P tests/fuzz/run_fuzzer.cmake || failed="$$failed $$fuzzer"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzzers that failed:$$failed"; exit 1; fi; \
+	echo "all fuzzers ran $(FUZZ_SECONDS) s each without a finding"
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

@@ -34,7 +34,9 @@ std::vector<std::string_view> split_path(std::string_view target) {
 }
 
 HttpResponse json_response(int status, const json& body) {
-  return HttpResponse{status, body.dump(), {}};
+  // Error messages quote the request (its path, a query key), which may be any
+  // bytes: replace invalid UTF-8 instead of letting dump() throw (found by fuzzing).
+  return HttpResponse{status, body.dump(-1, ' ', false, json::error_handler_t::replace), {}};
 }
 
 HttpResponse method_not_allowed(std::string allowed) {

@@ -124,6 +124,10 @@ TEST_F(ApiTest, ErrorsNameTheProblemAndChangeNothing) {
   expect_error(call("PUT", "/v1/services/orders/instances/-a", kInstance), 400, "id");
   expect_error(call("GET", "/v1/nothing"), 404, nullptr);
   expect_error(call("GET", "/v1/services/orders/instances/a1/extra/deep"), 404, nullptr);
+  // Messages that quote the request must survive bytes that are not UTF-8 (a
+  // throwing json::dump here once took the daemon down; found by fuzzing).
+  expect_error(call("GET", "/v1/\xdcx"), 404, nullptr);
+  expect_error(call("GET", "/v1/resolve/orders?\xff=1"), 400, "\xef\xbf\xbd");
   auto wrong_method = call("PATCH", "/v1/services/orders/instances/a1", kInstance);
   expect_error(wrong_method, 405, nullptr);
   ASSERT_FALSE(wrong_method.headers.empty());
