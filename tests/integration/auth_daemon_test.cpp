@@ -228,6 +228,39 @@ TEST_F(AuthDaemonTest, SighupReloadsTheTokenFile) {
   EXPECT_TRUE(daemon->process()->running());
 }
 
+// An API open to the network without tokens is legal (a private network may be
+// trusted) but must not go unnoticed; on loopback (make run) it is the default.
+TEST_F(AuthDaemonTest, AnOpenApiOnANonLoopbackAddressIsWarnedAbout) {
+  const std::string warning = "without authentication";
+  {
+    test_support::TempDir other;
+    Daemon loopback(other, Daemon::Options{});
+    ASSERT_TRUE(loopback.start()) << loopback.log();
+    loopback.stop();
+    EXPECT_EQ(loopback.log().find(warning), std::string::npos) << loopback.log();
+  }
+  {
+    test_support::TempDir other;
+    Daemon::Options options;
+    options.http_host = "0.0.0.0";
+    Daemon exposed(other, options);
+    ASSERT_TRUE(exposed.start()) << exposed.log();
+    exposed.stop();
+    EXPECT_NE(exposed.log().find(warning), std::string::npos) << exposed.log();
+  }
+  {
+    write_token_file(token_path, kAdminToken + " *\n");
+    test_support::TempDir other;
+    Daemon::Options options;
+    options.http_host = "0.0.0.0";
+    options.extra_args = {"--token-file", token_path};
+    Daemon protected_api(other, options);
+    ASSERT_TRUE(protected_api.start()) << protected_api.log();
+    protected_api.stop();
+    EXPECT_EQ(protected_api.log().find(warning), std::string::npos) << protected_api.log();
+  }
+}
+
 TEST_F(AuthDaemonTest, ABadTokenFileStopsTheDaemonFromStarting) {
   write_token_file(token_path, kAdminToken + " *\nshort payments\n");
   Daemon refused(dir, Daemon::Options{{}, {"--token-file", token_path}, {}});

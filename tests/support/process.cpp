@@ -138,7 +138,7 @@ bool Daemon::start() {
                                    "--db",
                                    db_path_,
                                    "--http-listen",
-                                   "127.0.0.1:" + std::to_string(http_port_),
+                                   options_.http_host + ":" + std::to_string(http_port_),
                                    "--dns-listen",
                                    "127.0.0.1:" + std::to_string(dns_port_),
                                    "--zones",

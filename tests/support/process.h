@@ -62,6 +62,7 @@ class Daemon {
     std::string db_path;  // default: <dir>/discoveryd.db
     std::vector<std::string> extra_args;
     std::optional<std::uint16_t> redis_port;  // none: --redis none
+    std::string http_host = "127.0.0.1";      // the HTTP API's listen address
   };
   Daemon(const TempDir& dir, Options options);
   explicit Daemon(const TempDir& dir) : Daemon(dir, Options{}) {}
