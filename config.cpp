@@ -128,7 +128,7 @@ void validate(const Config& config) {
     throw ConfigError("dns.domain must be an absolute name ending in '.', such as \"discovery.\"");
   }
   if (config.db_path.empty()) throw ConfigError("store.path must not be empty");
-  if (config.db_busy_timeout >= config.http_request_timeout) {
+  if (config.db_busy_timeout && *config.db_busy_timeout >= config.http_request_timeout) {
     // A client must get the 503, not its own timeout.
     throw ConfigError("store.busy_timeout must be shorter than http.request_timeout");
   }

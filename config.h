@@ -3,6 +3,7 @@
 // options struct; this file only gathers and validates them.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -33,8 +34,14 @@ struct Config {
   // [store]
   std::string db_path = "data/discoveryd.db";
   bool db_synchronous_full = true;
-  // How long a write waits for another process's lock before answering 503.
-  std::chrono::milliseconds db_busy_timeout{2'000};
+  // How long a write waits for another process's lock before answering 503;
+  // unset: 2 s, or half the HTTP request timeout when that is shorter, so the
+  // client receives the 503 rather than its own timeout. See busy_timeout().
+  std::optional<std::chrono::milliseconds> db_busy_timeout;
+  std::chrono::milliseconds busy_timeout() const {
+    return db_busy_timeout.value_or(std::min<std::chrono::milliseconds>(
+        std::chrono::milliseconds(2'000), http_request_timeout / 2));
+  }
   // [http]
   ListenAddress http_listen{"127.0.0.1", 8500};
   std::size_t http_max_connections = 1024;

@@ -216,7 +216,7 @@ int run(const daemon_config::Config& config) {
   const auto db_directory = std::filesystem::path(config.db_path).parent_path();
   if (!db_directory.empty()) std::filesystem::create_directories(db_directory);
 
-  store::SqliteStore store({config.db_path, config.db_synchronous_full, config.db_busy_timeout});
+  store::SqliteStore store({config.db_path, config.db_synchronous_full, config.busy_timeout()});
   log->info("database {} open (schema version {})", config.db_path, store.schema_version());
 
   // The writer's commit listener invalidates the cache before any write is

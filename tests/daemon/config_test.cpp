@@ -205,7 +205,13 @@ TEST(Config, SecuritySettingsAreValidated) {
   std::ofstream(dir.file("ok.toml")) << "[store]\nbusy_timeout = \"500ms\"\n";
   auto loaded_ok = load_args({"--config", dir.file("ok.toml")});
   ASSERT_TRUE(std::holds_alternative<Config>(loaded_ok));
-  EXPECT_EQ(std::get<Config>(loaded_ok).db_busy_timeout, 500ms);
+  EXPECT_EQ(std::get<Config>(loaded_ok).busy_timeout(), 500ms);
+  // Unset, it follows a short request timeout instead of refusing it.
+  std::ofstream(dir.file("quick.toml")) << "[http]\nrequest_timeout = \"1s\"\n";
+  auto quick = load_args({"--config", dir.file("quick.toml")});
+  ASSERT_TRUE(std::holds_alternative<Config>(quick));
+  EXPECT_EQ(std::get<Config>(quick).busy_timeout(), 500ms);
+  EXPECT_EQ(Config{}.busy_timeout(), 2s);
   // Read protection without tokens, and half a TLS configuration, are refused.
   EXPECT_EQ(std::get<int>(load_args({"--read-access", "token"})), 2);
   EXPECT_EQ(std::get<int>(load_args({"--read-access", "sometimes", "--token-file", "t"})), 2);
