@@ -332,8 +332,8 @@ int run(const daemon_config::Config& config) {
   // the writer drains and the database closes. A second signal, or clients still
   // busy after the grace period, end the loop at once.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  // SIGHUP re-reads the token file. A file that does not parse is refused as a
-  // whole: the tokens in force stay, and the log names the bad line.
+  // SIGHUP re-reads the token file and the TLS certificate. A file that cannot be
+  // used is refused as a whole: what is in force stays, and the log says why.
   boost::asio::signal_set reload_signals(io, SIGHUP);
   std::function<void()> wait_for_reload = [&] {
     reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
@@ -347,6 +347,12 @@ int run(const daemon_config::Config& config) {
           log->error("SIGHUP: token file not reloaded, previous tokens stay in force: {}",
                      error.what());
         }
+      }
+      try {
+        if (http.reload_tls()) log->info("SIGHUP: TLS certificate and key reloaded");
+      } catch (const std::exception& error) {
+        log->error("SIGHUP: TLS certificate not reloaded, the previous one stays in force: {}",
+                   error.what());
       }
       wait_for_reload();
     });

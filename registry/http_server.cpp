@@ -149,8 +149,8 @@ void require_readable(const std::string& what, const std::string& path) {
   std::fclose(file);
 }
 
-std::unique_ptr<ssl::context> make_tls_context(const HttpServerOptions& options) {
-  auto context = std::make_unique<ssl::context>(ssl::context::tls_server);
+std::shared_ptr<ssl::context> make_tls_context(const HttpServerOptions& options) {
+  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
   SSL_CTX* native = context->native_handle();
   // TLS 1.0 and 1.1 are deprecated (RFC 8996). Compression enables CRIME; the
   // server's cipher order keeps clients on forward-secret AEAD suites; clients may
@@ -192,14 +192,18 @@ std::unique_ptr<ssl::context> make_tls_context(const HttpServerOptions& options)
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   struct Connection {
+    // The TLS context the connection started with (null: plain HTTP). Held here,
+    // declared before the stream, so that a certificate reload cannot free it
+    // under a session that still uses it.
+    std::shared_ptr<ssl::context> tls_context;
     AnyStream stream;
     bool busy = false;  // a request is being handled or answered
     // The request being read, so that stop() can tell a half-received request
     // (which it lets finish) from an idle keep-alive connection (which it closes).
     const http::request_parser<http::string_body>* reading = nullptr;
     std::string peer;  // "address:port" of the client, for logs
-    Connection(tcp::socket socket, ssl::context* tls)
-        : stream(make_stream(std::move(socket), tls)) {
+    Connection(tcp::socket socket, std::shared_ptr<ssl::context> tls)
+        : tls_context(std::move(tls)), stream(make_stream(std::move(socket), tls_context.get())) {
       boost::system::error_code ec;
       const auto endpoint = transport().socket().remote_endpoint(ec);
       if (!ec) peer = endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
@@ -220,7 +224,9 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   asio::io_context& io;
   HttpServerOptions options;
   Api& api;
-  std::unique_ptr<ssl::context> tls;  // null: plain HTTP
+  // Null: plain HTTP. Replaced as a whole by reload_tls(); new connections take
+  // the current one.
+  std::shared_ptr<ssl::context> tls;
   tcp::acceptor acceptor;
   std::list<std::shared_ptr<Connection>> connections;
   bool stopping = false;
@@ -256,7 +262,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
         socket.close(ec);
         continue;
       }
-      auto connection = std::make_shared<Connection>(std::move(socket), tls.get());
+      auto connection = std::make_shared<Connection>(std::move(socket), tls);
       connections.push_back(connection);
       auto position = std::prev(connections.end());
       asio::co_spawn(io, session(connection, position), asio::detached);
@@ -422,6 +428,12 @@ void HttpServer::start() {
         error.code(), "HTTP listen on " + options.address + ":" + std::to_string(options.port));
   }
   asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+}
+
+bool HttpServer::reload_tls() {
+  if (!impl_->tls) return false;
+  impl_->tls = make_tls_context(impl_->options);  // throws, keeping the current one
+  return true;
 }
 
 std::uint16_t HttpServer::port() const {

@@ -57,6 +57,11 @@ class HttpServer {
   // std::runtime_error naming the file and OpenSSL's reason when either cannot be
   // loaded, and std::system_error naming the endpoint when it cannot be bound.
   void start();
+  // Re-reads the TLS certificate and key (after a renewal): new connections use
+  // them, connections already open keep theirs. Returns false when the server
+  // speaks plain HTTP. Throws like start() when a file cannot be used, leaving
+  // the certificate in force unchanged. Call on the io_context's thread.
+  bool reload_tls();
   // The bound port (useful when options.port was 0).
   std::uint16_t port() const;
   // Stops accepting and closes idle connections; requests in flight complete and

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -131,6 +133,33 @@ TEST_F(TlsDaemonTest, RegistrationOverHttpsReachesDns) {
   // Plain HTTP is not served at all.
   const auto plain = test_support::HttpClient(daemon.http_port()).get("/v1/services/orders");
   EXPECT_NE(plain.status, 200);
+}
+
+// Certificates are renewed while the daemon runs (ACME, cert-manager): SIGHUP
+// must switch new connections to the new pair, and a broken pair must not take
+// the working one away.
+TEST_F(TlsDaemonTest, SighupReloadsTheCertificateAndKeepsItWhenTheNewOneIsBroken) {
+  start();
+  const std::string old_ca = dir.file("old.crt");
+  std::filesystem::copy_file(dir.file("server.crt"), old_ca);
+  make_certificate(dir, "server");  // the renewal, written over the files in use
+  const auto trusting = [&](const std::string& ca) {
+    return curl("--cacert " + ca + " " + url("/v1/services"), /*trust_certificate=*/false);
+  };
+  ASSERT_EQ(trusting(old_ca).status, 200);
+  EXPECT_EQ(trusting(dir.file("server.crt")).exit_code, 60) << "served the new one unasked";
+
+  daemon.process()->signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] { return trusting(dir.file("server.crt")).status == 200; }, 15s))
+      << "the renewed certificate was not served after SIGHUP";
+  EXPECT_EQ(trusting(old_ca).exit_code, 60);
+
+  std::ofstream(dir.file("server.key"), std::ios::trunc) << "not a key\n";
+  daemon.process()->signal(SIGHUP);
+  EXPECT_TRUE(wait_until(
+      [&] { return daemon.log().find("TLS certificate not reloaded") != std::string::npos; }, 15s));
+  EXPECT_EQ(trusting(dir.file("server.crt")).status, 200);
+  EXPECT_TRUE(daemon.process()->running());
 }
 
 TEST_F(TlsDaemonTest, AClientThatDoesNotTrustTheCertificateGetsNoAnswer) {
