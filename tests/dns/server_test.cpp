@@ -28,6 +28,7 @@ using namespace std::chrono_literals;
 using testing::Bytes;
 using testing::make_query;
 using testing::Response;
+using testing::TcpClient;
 
 std::vector<std::string> sorted_lines(const std::string& text) {
   std::vector<std::string> lines;
@@ -38,72 +39,6 @@ std::vector<std::string> sorted_lines(const std::string& text) {
   std::ranges::sort(lines);
   return lines;
 }
-
-// A connected TCP client socket, closed at destruction. `source`: the local
-// address (any 127/8 address is a distinct client on loopback).
-class TcpClient {
- public:
-  explicit TcpClient(std::uint16_t port, const char* source = nullptr)
-      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    if (source != nullptr) {
-      sockaddr_in local{};
-      local.sin_family = AF_INET;
-      ::inet_pton(AF_INET, source, &local.sin_addr);
-      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
-    }
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    const int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  ~TcpClient() { ::close(fd_); }
-  bool connected() const { return connected_; }
-
-  bool send(const Bytes& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-           static_cast<ssize_t>(bytes.size());
-  }
-
-  // The next framed message, or nullopt on EOF/timeout.
-  std::optional<Bytes> receive(std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::uint8_t prefix[2];
-    if (!read_exactly(prefix, 2, deadline)) return std::nullopt;
-    Bytes message(static_cast<std::size_t>((prefix[0] << 8) | prefix[1]));
-    if (!read_exactly(message.data(), message.size(), deadline)) return std::nullopt;
-    return message;
-  }
-
-  // True when the server closed the connection before the deadline.
-  bool closed_by_peer(std::chrono::milliseconds timeout) {
-    pollfd entry{fd_, POLLIN, 0};
-    if (::poll(&entry, 1, static_cast<int>(timeout.count())) != 1) return false;
-    std::uint8_t byte;
-    return ::recv(fd_, &byte, 1, 0) <= 0;
-  }
-
- private:
-  bool read_exactly(std::uint8_t* data, std::size_t size,
-                    std::chrono::steady_clock::time_point deadline) {
-    std::size_t done = 0;
-    while (done < size) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd entry{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&entry, 1, static_cast<int>(left.count())) != 1) return false;
-      const ssize_t got = ::recv(fd_, data + done, size - done, 0);
-      if (got <= 0) return false;
-      done += static_cast<std::size_t>(got);
-    }
-    return true;
-  }
-
-  int fd_;
-  bool connected_ = false;
-};
 
 class ServerTest : public ::testing::Test {
  protected:
@@ -400,27 +335,8 @@ TEST_F(ServerTest, StopClosesTheListeners) {
 namespace dns {
 namespace {
 
-// Replies of a UDP burst by kind: a full answer, or an empty TC=1 slip.
-struct Tally {
-  int answered = 0;
-  int slipped = 0;
-  int other = 0;
-};
-
-Tally tally(const testing::UdpBurst& burst) {
-  Tally counts;
-  for (const Bytes& reply : burst.replies) {
-    const Response response(reply);
-    if (response.parsed() && !response.tc() && response.answer_count() > 0) {
-      ++counts.answered;
-    } else if (response.parsed() && response.tc() && response.answer_count() == 0) {
-      ++counts.slipped;
-    } else {
-      ++counts.other;
-    }
-  }
-  return counts;
-}
+using testing::tally;
+using testing::Tally;
 
 std::vector<Bytes> web_queries(int count) {
   std::vector<Bytes> queries;

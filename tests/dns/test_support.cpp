@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -366,22 +367,69 @@ Bytes frame(const Bytes& message) {
 
 std::optional<Bytes> tcp_exchange(std::uint16_t port, const Bytes& query,
                                   std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  Fd fd(::socket(AF_INET, SOCK_STREAM, 0));
+  TcpClient client(port);
+  if (!client.connected()) return std::nullopt;
+  return client.ask(query, timeout);
+}
+
+TcpClient::TcpClient(std::uint16_t port, const char* source)
+    : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  if (source != nullptr) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (::inet_pton(AF_INET, source, &local.sin_addr) != 1 ||
+        ::bind(fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+      return;
+    }
+  }
   const sockaddr_in address = loopback(port);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    return std::nullopt;
-  }
-  const Bytes framed = frame(query);
-  if (::send(fd.get(), framed.data(), framed.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(framed.size())) {
-    return std::nullopt;
-  }
+  connected_ = ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  const int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+TcpClient::~TcpClient() {
+  ::close(fd_);
+}
+
+bool TcpClient::send(const Bytes& bytes) {
+  return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+         static_cast<ssize_t>(bytes.size());
+}
+
+std::optional<Bytes> TcpClient::receive(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::array<std::uint8_t, 2> prefix{};
-  if (!read_exactly(fd.get(), prefix.data(), 2, deadline)) return std::nullopt;
-  Bytes response(static_cast<std::size_t>((prefix[0] << 8) | prefix[1]));
-  if (!read_exactly(fd.get(), response.data(), response.size(), deadline)) return std::nullopt;
-  return response;
+  if (!read_exactly(fd_, prefix.data(), 2, deadline)) return std::nullopt;
+  Bytes message(static_cast<std::size_t>((prefix[0] << 8) | prefix[1]));
+  if (!read_exactly(fd_, message.data(), message.size(), deadline)) return std::nullopt;
+  return message;
+}
+
+std::optional<Bytes> TcpClient::ask(const Bytes& query, std::chrono::milliseconds timeout) {
+  if (!send(frame(query))) return std::nullopt;
+  return receive(timeout);
+}
+
+bool TcpClient::closed_by_peer(std::chrono::milliseconds timeout) {
+  if (!wait_readable(fd_, std::chrono::steady_clock::now() + timeout)) return false;
+  std::uint8_t byte;
+  return ::recv(fd_, &byte, 1, 0) <= 0;
+}
+
+Tally tally(const UdpBurst& burst) {
+  Tally counts;
+  for (const Bytes& reply : burst.replies) {
+    const Response response(reply);
+    if (response.parsed() && !response.tc() && response.answer_count() > 0) {
+      ++counts.answered;
+    } else if (response.parsed() && response.tc() && response.answer_count() == 0) {
+      ++counts.slipped;
+    } else {
+      ++counts.other;
+    }
+  }
+  return counts;
 }
 
 std::optional<std::string> run_command(const std::string& command) {

@@ -128,6 +128,30 @@ std::optional<Bytes> tcp_exchange(std::uint16_t port, const Bytes& query,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Bytes frame(const Bytes& message);  // 2-byte length prefix
 
+// A TCP connection to a DNS server on loopback, closed at destruction. `source`:
+// the local address (any 127/8 address is a distinct client on loopback).
+class TcpClient {
+ public:
+  explicit TcpClient(std::uint16_t port, const char* source = nullptr);
+  ~TcpClient();
+  TcpClient(const TcpClient&) = delete;
+  TcpClient& operator=(const TcpClient&) = delete;
+
+  bool connected() const { return connected_; }
+  bool send(const Bytes& bytes);
+  // The next framed message, or nullopt on EOF/timeout.
+  std::optional<Bytes> receive(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // Sends `query` framed and returns the next message.
+  std::optional<Bytes> ask(const Bytes& query,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  // True when the server closed the connection before the deadline.
+  bool closed_by_peer(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
 // Sends every query from one UDP socket bound to `source` (any 127/8 address is a
 // distinct client on loopback) as fast as it can, then collects replies until
 // none came for `quiet`. `elapsed` runs from the first send to the last reply.
@@ -138,6 +162,15 @@ struct UdpBurst {
 UdpBurst udp_burst(std::uint16_t port, const std::vector<Bytes>& queries,
                    const std::string& source = "127.0.0.1",
                    std::chrono::milliseconds quiet = std::chrono::milliseconds(500));
+
+// Replies of a UDP burst by kind: an answer, an empty TC=1 slip of the rate
+// limiter, or anything else.
+struct Tally {
+  int answered = 0;
+  int slipped = 0;
+  int other = 0;
+};
+Tally tally(const UdpBurst& burst);
 
 // Runs a command, returns its standard output (nullopt if it could not run).
 std::optional<std::string> run_command(const std::string& command);

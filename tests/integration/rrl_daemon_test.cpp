@@ -2,11 +2,6 @@
 // rate limiting of UDP per client (with slip), the loopback exemption of the
 // default configuration, and the cap on TCP connections per client. Clients on
 // 127.0.0.1 and 127.0.0.2 are distinct clients on loopback.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 
@@ -22,72 +17,12 @@ using namespace std::chrono_literals;
 using dns::testing::Bytes;
 using dns::testing::make_query;
 using dns::testing::Response;
+using dns::testing::tally;
+using dns::testing::Tally;
+using dns::testing::TcpClient;
 using test_support::Daemon;
 using test_support::HttpClient;
 using test_support::wait_until;
-
-// A TCP connection to the daemon's DNS port from `source`, closed at destruction.
-class DnsTcpConnection {
- public:
-  DnsTcpConnection(std::uint16_t port, const char* source)
-      : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in local{};
-    local.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &local.sin_addr);
-    sockaddr_in server{};
-    server.sin_family = AF_INET;
-    server.sin_port = htons(port);
-    server.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) == 0 &&
-                 ::connect(fd_, reinterpret_cast<sockaddr*>(&server), sizeof server) == 0;
-  }
-  ~DnsTcpConnection() { ::close(fd_); }
-  DnsTcpConnection(const DnsTcpConnection&) = delete;
-  DnsTcpConnection& operator=(const DnsTcpConnection&) = delete;
-
-  bool connected() const { return connected_; }
-
-  // One query and its answer; nullopt when the server closed or was silent.
-  std::optional<Response> ask(const Bytes& query, std::chrono::milliseconds timeout = 5s) {
-    const Bytes framed = dns::testing::frame(query);
-    if (::send(fd_, framed.data(), framed.size(), MSG_NOSIGNAL) !=
-        static_cast<ssize_t>(framed.size())) {
-      return std::nullopt;
-    }
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    std::uint8_t prefix[2];
-    if (!read_exactly(prefix, 2, deadline)) return std::nullopt;
-    Bytes message(static_cast<std::size_t>((prefix[0] << 8) | prefix[1]));
-    if (!read_exactly(message.data(), message.size(), deadline)) return std::nullopt;
-    return Response(message);
-  }
-
-  // True when the server closed the connection within `timeout`.
-  bool closed_by_server(std::chrono::milliseconds timeout) {
-    pollfd entry{fd_, POLLIN, 0};
-    if (::poll(&entry, 1, static_cast<int>(timeout.count())) != 1) return false;
-    std::uint8_t byte;
-    return ::recv(fd_, &byte, 1, 0) <= 0;
-  }
-
- private:
-  bool read_exactly(std::uint8_t* data, std::size_t size,
-                    std::chrono::steady_clock::time_point deadline) {
-    for (std::size_t done = 0; done < size;) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      pollfd entry{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&entry, 1, static_cast<int>(left.count())) != 1) return false;
-      const ssize_t got = ::recv(fd_, data + done, size - done, 0);
-      if (got <= 0) return false;
-      done += static_cast<std::size_t>(got);
-    }
-    return true;
-  }
-
-  int fd_;
-  bool connected_ = false;
-};
 
 Bytes soa_query(std::uint16_t id = 1) {
   return make_query({.name = "discovery.", .type = 6, .id = id});
@@ -97,27 +32,6 @@ std::vector<Bytes> soa_queries(int count) {
   std::vector<Bytes> queries;
   for (int i = 0; i < count; ++i) queries.push_back(soa_query(static_cast<std::uint16_t>(i)));
   return queries;
-}
-
-struct Tally {
-  int answered = 0;  // the SOA
-  int slipped = 0;   // empty, TC=1
-  int other = 0;
-};
-
-Tally tally(const dns::testing::UdpBurst& burst) {
-  Tally counts;
-  for (const Bytes& reply : burst.replies) {
-    const Response response(reply);
-    if (response.parsed() && !response.tc() && response.answer_count() == 1) {
-      ++counts.answered;
-    } else if (response.parsed() && response.tc() && response.answer_count() == 0) {
-      ++counts.slipped;
-    } else {
-      ++counts.other;
-    }
-  }
-  return counts;
 }
 
 // A daemon started with the given [dns] settings in its config file.
@@ -188,19 +102,19 @@ TEST_F(RrlDaemonTest, LoopbackIsExemptUnlessConfiguredOtherwise) {
 
 TEST_F(RrlDaemonTest, TcpConnectionsOverThePerClientCapAreClosed) {
   start_with_dns_settings("max_tcp_connections_per_client = 3\n");
-  std::vector<std::unique_ptr<DnsTcpConnection>> open;
+  std::vector<std::unique_ptr<TcpClient>> open;
   for (int i = 0; i < 3; ++i) {
-    open.push_back(std::make_unique<DnsTcpConnection>(daemon.dns_port(), "127.0.0.1"));
+    open.push_back(std::make_unique<TcpClient>(daemon.dns_port(), "127.0.0.1"));
     ASSERT_TRUE(open.back()->connected());
     // An answer proves the server accepted it before the next one connects.
     ASSERT_TRUE(open.back()->ask(soa_query())) << i;
   }
-  DnsTcpConnection over_cap(daemon.dns_port(), "127.0.0.1");
-  EXPECT_TRUE(over_cap.closed_by_server(5s));
+  TcpClient over_cap(daemon.dns_port(), "127.0.0.1");
+  EXPECT_TRUE(over_cap.closed_by_peer(5s));
   EXPECT_EQ(dns_counter("tcp_refused_per_client"), 1u);
 
   // Other clients, and UDP from the same one, are still answered.
-  DnsTcpConnection other(daemon.dns_port(), "127.0.0.2");
+  TcpClient other(daemon.dns_port(), "127.0.0.2");
   EXPECT_TRUE(other.ask(soa_query()));
   const auto udp = dns::testing::udp_exchange(daemon.dns_port(), soa_query());
   ASSERT_TRUE(udp);
@@ -210,7 +124,7 @@ TEST_F(RrlDaemonTest, TcpConnectionsOverThePerClientCapAreClosed) {
   open.pop_back();
   ASSERT_TRUE(wait_until([&] { return dns_counter("tcp_connections_open") == 3; }))
       << dns_status().dump();
-  DnsTcpConnection again(daemon.dns_port(), "127.0.0.1");
+  TcpClient again(daemon.dns_port(), "127.0.0.1");
   EXPECT_TRUE(again.ask(soa_query()));
   EXPECT_EQ(dns_counter("tcp_refused_per_client"), 1u);
 }
