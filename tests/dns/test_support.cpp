@@ -365,6 +365,19 @@ Bytes frame(const Bytes& message) {
   return out;
 }
 
+std::optional<std::vector<std::string>> a_record_addresses(std::uint16_t port,
+                                                           const std::string& name,
+                                                           std::chrono::milliseconds timeout) {
+  const auto reply = udp_exchange(port, make_query({.name = name, .type = 1}), timeout);
+  if (!reply) return std::nullopt;
+  const Response response(*reply);
+  if (!response.parsed()) return std::nullopt;
+  std::vector<std::string> addresses;
+  for (const auto& line : response.answer()) addresses.push_back(line.substr(line.rfind('\t') + 1));
+  std::sort(addresses.begin(), addresses.end());
+  return addresses;
+}
+
 std::optional<Bytes> tcp_exchange(std::uint16_t port, const Bytes& query,
                                   std::chrono::milliseconds timeout) {
   TcpClient client(port);

@@ -127,6 +127,11 @@ std::optional<Bytes> udp_exchange(std::uint16_t port, const Bytes& query,
 std::optional<Bytes> tcp_exchange(std::uint16_t port, const Bytes& query,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(5));
 Bytes frame(const Bytes& message);  // 2-byte length prefix
+// The addresses of the A records answered for `name` over UDP, sorted; nullopt
+// when no parsable answer arrived within `timeout`.
+std::optional<std::vector<std::string>> a_record_addresses(
+    std::uint16_t port, const std::string& name,
+    std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
 // A TCP connection to a DNS server on loopback, closed at destruction. `source`:
 // the local address (any 127/8 address is a distinct client on loopback).

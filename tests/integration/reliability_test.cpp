@@ -39,20 +39,7 @@ using test_support::HttpClient;
 using test_support::wait_until;
 using Clock = std::chrono::steady_clock;
 
-// The A records answered for `name` over UDP; nullopt when no parsable answer
-// arrived within `timeout`.
-std::optional<std::vector<std::string>> dns_addresses(std::uint16_t port, const std::string& name,
-                                                      std::chrono::milliseconds timeout = 2s) {
-  const auto reply = dns::testing::udp_exchange(
-      port, dns::testing::make_query({.name = name, .type = 1}), timeout);
-  if (!reply) return std::nullopt;
-  dns::testing::Response response(*reply);
-  if (!response.parsed()) return std::nullopt;
-  std::vector<std::string> addresses;
-  for (const auto& line : response.answer()) addresses.push_back(line.substr(line.rfind('\t') + 1));
-  std::sort(addresses.begin(), addresses.end());
-  return addresses;
-}
+using dns::testing::a_record_addresses;
 
 std::string integrity_check(SQLite::Database& db) {
   SQLite::Statement check(db, "PRAGMA integrity_check");
@@ -205,7 +192,7 @@ void run_lookups(std::uint16_t http_port, std::uint16_t dns_port, const std::ato
   HttpClient http(http_port);
   while (!stop) {
     const auto service = service_name(static_cast<int>(random() % kServices));
-    dns_addresses(dns_port, service + ".service.discovery.", 200ms);
+    a_record_addresses(dns_port, service + ".service.discovery.", 200ms);
     if (http.get("/v1/services/" + service).status == 0) return;
   }
 }
@@ -365,7 +352,7 @@ class StorageFaultTest : public ::testing::Test {
     ASSERT_EQ(put("orders", "a1", "10.0.0.1"), 201);
     ASSERT_EQ(put("inventory", "i1", "10.0.1.1"), 201);
     // "orders" is now in the daemon's cache; "inventory" is only in the database.
-    ASSERT_EQ(dns_addresses(daemon.dns_port(), "orders.service.discovery."),
+    ASSERT_EQ(a_record_addresses(daemon.dns_port(), "orders.service.discovery."),
               std::vector<std::string>{"10.0.0.1"});
   }
   void TearDown() override {
@@ -390,10 +377,10 @@ class StorageFaultTest : public ::testing::Test {
   // from the database.
   void expect_lookups_work(const std::vector<std::string>& orders, const std::string& when) {
     const auto start = Clock::now();
-    EXPECT_EQ(dns_addresses(daemon.dns_port(), "orders.service.discovery."), orders) << when;
+    EXPECT_EQ(a_record_addresses(daemon.dns_port(), "orders.service.discovery."), orders) << when;
     const auto inventory = http.get("/v1/services/inventory");
     EXPECT_EQ(inventory.status, 200) << when << ": " << inventory.body;
-    const auto uncached = dns_addresses(daemon.dns_port(), "inventory.service.discovery.");
+    const auto uncached = a_record_addresses(daemon.dns_port(), "inventory.service.discovery.");
     EXPECT_EQ(uncached, std::vector<std::string>{"10.0.1.1"}) << when;
     EXPECT_LT(Clock::now() - start, 3s) << when;
   }
@@ -501,7 +488,7 @@ TEST_F(StorageFaultTest, ALockedDatabaseAnswers503KeepsLookupsAndRecoversWhenRel
 
   blocker.exec("ROLLBACK");
   EXPECT_EQ(put("orders", "a2", "10.0.0.2"), 201);
-  EXPECT_EQ(dns_addresses(daemon.dns_port(), "orders.service.discovery."),
+  EXPECT_EQ(a_record_addresses(daemon.dns_port(), "orders.service.discovery."),
             (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
   EXPECT_EQ(ids_after_crash("orders"), (std::set<std::string>{"a1", "a2"}));
 }
@@ -549,7 +536,7 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
       std::vector<Observation> mine;
       while (!stop) {
         const auto sent = Clock::now();
-        auto answer = dns_addresses(daemon.dns_port(), "faulty.service.discovery.", 2s);
+        auto answer = a_record_addresses(daemon.dns_port(), "faulty.service.discovery.", 2s);
         if (!answer) {
           ++unanswered;
           continue;
@@ -624,7 +611,7 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
             << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms\n";
   EXPECT_GT(saw_churned, 0u);  // the churned instances were seen: the check had teeth
   // Afterwards only the anchor is left, in DNS and Redis alike.
-  EXPECT_EQ(dns_addresses(daemon.dns_port(), "faulty.service.discovery."),
+  EXPECT_EQ(a_record_addresses(daemon.dns_port(), "faulty.service.discovery."),
             std::vector<std::string>{"10.8.0.1"});
   if (HasFailure()) std::cerr << "---- daemon log ----\n" << daemon.log().substr(0, 20000);
 }
@@ -713,7 +700,7 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
       10s))
       << daemon.log();
   // While requests are still draining, DNS keeps answering.
-  const auto while_draining = dns_addresses(dns_port, "web.service.discovery.");
+  const auto while_draining = a_record_addresses(dns_port, "web.service.discovery.");
   EXPECT_TRUE(while_draining && !while_draining->empty());
 
   for (int s = 0; s < kSlow; ++s) {
@@ -752,8 +739,8 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
                       std::back_inserter(lost));
   EXPECT_TRUE(lost.empty()) << lost.size() << " acknowledged registrations lost, e.g. "
                             << lost.front();
-  EXPECT_TRUE(dns_addresses(dns_port, "slow.service.discovery.").has_value());
-  EXPECT_EQ(dns_addresses(dns_port, "slow.service.discovery.")->size(),
+  EXPECT_TRUE(a_record_addresses(dns_port, "slow.service.discovery.").has_value());
+  EXPECT_EQ(a_record_addresses(dns_port, "slow.service.discovery.")->size(),
             static_cast<std::size_t>(kSlow));
 }
 
