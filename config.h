@@ -81,8 +81,7 @@ struct Config {
   std::uint32_t dns_rrl_slip = 2;
   std::uint8_t dns_rrl_ipv4_prefix = 32;
   std::uint8_t dns_rrl_ipv6_prefix = 56;
-  std::vector<store::IpPrefix> dns_rrl_exempt = {*store::IpPrefix::parse("127.0.0.0/8"),
-                                                 *store::IpPrefix::parse("::1/128")};
+  std::vector<store::IpPrefix> dns_rrl_exempt = store::loopback_prefixes();
   std::size_t dns_max_tcp_connections_per_client = 16;
   // [cache]
   std::string redis = "127.0.0.1:6379";  // "none" or "": no Redis

@@ -117,9 +117,7 @@ std::shared_ptr<const registry::AccessControl> load_access_control(
 
 bool is_loopback(const std::string& host) {
   const auto address = store::IpAddress::parse(host);
-  return address && store::any_contains({*store::IpPrefix::parse("127.0.0.0/8"),
-                                         *store::IpPrefix::parse("::1/128")},
-                                        *address);
+  return address && store::is_loopback(*address);
 }
 
 nlohmann::json dns_status(const dns::Server& server) {

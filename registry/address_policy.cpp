@@ -21,12 +21,6 @@ bool is_unspecified(const store::IpAddress& address) {
                      [](std::uint8_t byte) { return byte == 0; });
 }
 
-bool is_loopback(const store::IpAddress& address) {
-  static const store::IpPrefix v4 = prefix("127.0.0.0/8");
-  static const store::IpPrefix v6 = prefix("::1/128");
-  return v4.contains(address) || v6.contains(address);
-}
-
 // Every address configured on the machine's interfaces. A failure leaves the
 // list empty: a wildcard endpoint then still matches loopback, the common case.
 std::vector<store::IpAddress> interface_addresses() {
@@ -94,7 +88,7 @@ bool AddressPolicy::is_own_endpoint(const store::IpAddress& address, std::uint16
     // 0.0.0.0 listens on IPv4 only; :: is dual-stack (Linux's default), so it
     // also receives IPv4 connections.
     if (endpoint.address.is_v4() && !candidate.is_v4()) continue;
-    if (is_loopback(candidate) ||
+    if (store::is_loopback(candidate) ||
         std::ranges::find(local_addresses_, candidate) != local_addresses_.end()) {
       return true;
     }

@@ -72,4 +72,14 @@ bool any_contains(const std::vector<IpPrefix>& prefixes, const IpAddress& addres
                              [&](const IpPrefix& prefix) { return prefix.contains(address); });
 }
 
+const std::vector<IpPrefix>& loopback_prefixes() {
+  static const std::vector<IpPrefix> prefixes = {*IpPrefix::parse("127.0.0.0/8"),
+                                                 *IpPrefix::parse("::1/128")};
+  return prefixes;
+}
+
+bool is_loopback(const IpAddress& address) {
+  return any_contains(loopback_prefixes(), address);
+}
+
 }  // namespace store

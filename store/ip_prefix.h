@@ -36,4 +36,9 @@ IpAddress unmap_v4(const IpAddress& address);
 // True when any prefix in `prefixes` contains `address`.
 bool any_contains(const std::vector<IpPrefix>& prefixes, const IpAddress& address);
 
+// 127.0.0.0/8 and ::1/128.
+const std::vector<IpPrefix>& loopback_prefixes();
+// In loopback_prefixes(), IPv4-mapped forms included.
+bool is_loopback(const IpAddress& address);
+
 }  // namespace store

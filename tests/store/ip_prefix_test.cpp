@@ -50,6 +50,15 @@ TEST(IpPrefix, MappedIpv4MatchesIpv4Prefixes) {
   EXPECT_EQ(store::unmap_v4(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
 }
 
+TEST(IpPrefix, LoopbackIsBothFamiliesAndMappedForms) {
+  EXPECT_TRUE(store::is_loopback(ip("127.0.0.1")));
+  EXPECT_TRUE(store::is_loopback(ip("127.255.0.9")));
+  EXPECT_TRUE(store::is_loopback(ip("::1")));
+  EXPECT_TRUE(store::is_loopback(ip("::ffff:127.0.0.2")));
+  EXPECT_FALSE(store::is_loopback(ip("128.0.0.1")));
+  EXPECT_FALSE(store::is_loopback(ip("::2")));
+}
+
 TEST(IpPrefix, OfKeepsOnlyThePrefixBits) {
   EXPECT_EQ(IpPrefix::of(ip("198.51.100.77"), 24).to_string(), "198.51.100.0/24");
   EXPECT_EQ(IpPrefix::of(ip("2001:db8:1:2:3:4:5:6"), 56).to_string(), "2001:db8:1::/56");
