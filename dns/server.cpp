@@ -3,7 +3,6 @@
 // instead of two per query is most of a DNS server's per-query CPU.
 #include "dns/server.h"
 
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -42,15 +41,10 @@ bool would_block(int error) {
   return error == EAGAIN || error == EWOULDBLOCK;
 }
 
+// recvmmsg fills only IPv4 and IPv6 peers; anything else counts as 0.0.0.0.
 store::IpAddress to_ip_address(const sockaddr_storage& peer) {
-  store::IpAddress address;
-  if (peer.ss_family == AF_INET) {
-    std::memcpy(address.bytes.data(), &reinterpret_cast<const sockaddr_in&>(peer).sin_addr, 4);
-  } else if (peer.ss_family == AF_INET6) {
-    address.family = store::IpAddress::Family::v6;
-    std::memcpy(address.bytes.data(), &reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr, 16);
-  }
-  return address;
+  return store::IpAddress::from_sockaddr(reinterpret_cast<const sockaddr&>(peer))
+      .value_or(store::IpAddress{});
 }
 
 Endpoint to_endpoint(const asio::ip::address& address, std::uint16_t port) {

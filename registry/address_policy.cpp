@@ -1,11 +1,9 @@
 #include "registry/address_policy.h"
 
 #include <ifaddrs.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
 #include <string>
 
@@ -30,19 +28,9 @@ std::vector<store::IpAddress> interface_addresses() {
   const std::unique_ptr<ifaddrs, decltype(&freeifaddrs)> owner(list, &freeifaddrs);
   for (const ifaddrs* entry = list; entry != nullptr; entry = entry->ifa_next) {
     if (entry->ifa_addr == nullptr) continue;
-    store::IpAddress address;
-    if (entry->ifa_addr->sa_family == AF_INET) {
-      const auto* in = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr);
-      address.family = store::IpAddress::Family::v4;
-      std::memcpy(address.bytes.data(), &in->sin_addr, 4);
-    } else if (entry->ifa_addr->sa_family == AF_INET6) {
-      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr);
-      address.family = store::IpAddress::Family::v6;
-      std::memcpy(address.bytes.data(), &in6->sin6_addr, 16);
-    } else {
-      continue;
+    if (const auto address = store::IpAddress::from_sockaddr(*entry->ifa_addr)) {
+      addresses.push_back(store::unmap_v4(*address));
     }
-    addresses.push_back(store::unmap_v4(address));
   }
   return addresses;
 }

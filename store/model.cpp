@@ -1,6 +1,8 @@
 #include "store/model.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cstring>
 
@@ -19,6 +21,20 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   if (inet_pton(AF_INET6, buffer, address.bytes.data()) == 1) {
     address.family = Family::v6;
     return address;
+  }
+  return std::nullopt;
+}
+
+std::optional<IpAddress> IpAddress::from_sockaddr(const sockaddr& address) {
+  IpAddress result;
+  if (address.sa_family == AF_INET) {
+    std::memcpy(result.bytes.data(), &reinterpret_cast<const sockaddr_in&>(address).sin_addr, 4);
+    return result;
+  }
+  if (address.sa_family == AF_INET6) {
+    result.family = Family::v6;
+    std::memcpy(result.bytes.data(), &reinterpret_cast<const sockaddr_in6&>(address).sin6_addr, 16);
+    return result;
   }
   return std::nullopt;
 }

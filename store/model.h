@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+struct sockaddr;
+
 namespace store {
 
 using Clock = std::chrono::system_clock;
@@ -27,6 +29,9 @@ struct IpAddress {
 
   // Accepts only IP literals (no hostnames, no scope ids); nullopt otherwise.
   static std::optional<IpAddress> parse(std::string_view text);
+  // The address of an AF_INET or AF_INET6 socket address; nullopt for other
+  // families.
+  static std::optional<IpAddress> from_sockaddr(const sockaddr& address);
   // Canonical text form (RFC 5952 for IPv6).
   std::string to_string() const;
   bool is_v4() const { return family == Family::v4; }
