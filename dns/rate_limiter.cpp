@@ -1,9 +1,9 @@
 #include "dns/rate_limiter.h"
 
 #include <algorithm>
-#include <cstring>
 #include <random>
 
+#include "dns/message_builder.h"
 #include "dns/query_parser.h"
 #include "dns/wire.h"
 
@@ -144,16 +144,14 @@ std::size_t encode_slip_response(std::span<const std::uint8_t> query,
                                  std::span<std::uint8_t> response) {
   Query parsed;
   if (parse_query(query, parsed) != ParseStatus::ok) return 0;
-  const std::size_t size = kHeaderSize + parsed.question.size();
-  if (response.size() < size) return 0;
   const auto kept =
       static_cast<std::uint16_t>(parsed.header.flags & (0x7800 /* opcode */ | flag::rd));
-  std::fill_n(response.begin(), kHeaderSize, std::uint8_t{0});
-  store_u16(&response[0], parsed.header.id);
-  store_u16(&response[2], static_cast<std::uint16_t>(flag::qr | flag::tc | kept));
-  store_u16(&response[4], 1);  // QDCOUNT; AN, NS, AR stay 0
-  std::memcpy(&response[kHeaderSize], parsed.question.data(), parsed.question.size());
-  return size;
+  MessageBuilder builder(response, response.size());
+  if (!builder.start(parsed.header.id, static_cast<std::uint16_t>(flag::qr | flag::tc | kept),
+                     parsed.question)) {
+    return 0;
+  }
+  return builder.finish(nullptr);  // no records, no OPT: never larger than the query
 }
 
 }  // namespace dns
