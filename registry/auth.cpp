@@ -32,10 +32,6 @@ std::string_view trim(std::string_view text) {
   return text;
 }
 
-bool is_label_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-}
-
 // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 bool is_b64token(std::string_view token) {
   const auto padding = token.find_last_not_of('=');
@@ -79,17 +75,12 @@ std::string_view to_string(ReadAccess access) {
 std::optional<ServicePattern> ServicePattern::parse(std::string_view pattern) {
   if (pattern == "*") return ServicePattern{Kind::any, {}};
   if (!pattern.empty() && pattern.back() == '*') {
-    // The prefix must be the start of a possible DNS label: label characters,
-    // not starting with '-', and short enough that one more character fits.
-    const std::string_view prefix = pattern.substr(0, pattern.size() - 1);
-    if (prefix.empty() || prefix.size() > 62 || prefix.front() == '-' ||
-        !std::all_of(prefix.begin(), prefix.end(), is_label_char)) {
-      return std::nullopt;
-    }
-    std::string lower(prefix);
-    std::transform(lower.begin(), lower.end(), lower.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return ServicePattern{Kind::prefix, std::move(lower)};
+    // The prefix must begin a possible DNS label with room for the character
+    // '*' stands for at least: check it as the label it would begin.
+    auto label = normalize_label(std::string(pattern.substr(0, pattern.size() - 1)) + "x");
+    if (!label) return std::nullopt;
+    label->pop_back();
+    return ServicePattern{Kind::prefix, std::move(*label)};
   }
   auto service = normalize_label(pattern);
   if (!service) return std::nullopt;

@@ -130,6 +130,9 @@ TEST(ServicePattern, ExactPrefixAndAny) {
   for (const char* bad : {"", "a*b", "**", "*-a", "-a*", "a.b", "a_b*", "a b"}) {
     EXPECT_FALSE(ServicePattern::parse(bad)) << bad;
   }
+  // A prefix must leave room for the one character '*' stands for at least.
+  EXPECT_TRUE(ServicePattern::parse(std::string(62, 'a') + "*"));
+  EXPECT_FALSE(ServicePattern::parse(std::string(63, 'a') + "*"));
 }
 
 TEST(TokenStore, FindsOnlyTheExactToken) {
