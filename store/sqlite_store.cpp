@@ -284,6 +284,11 @@ std::uint64_t current_version(SQLite::Database& db, const std::string& service) 
   query.bind(1, service);
   return query.executeStep() ? static_cast<std::uint64_t>(query.getColumn(0).getInt64()) : 0;
 }
+// A mutation that changed nothing (not_found, unchanged), reported at the
+// service's current version.
+MutationResult no_change(SQLite::Database& db, Outcome outcome, const std::string& service) {
+  return {outcome, current_version(db, service), {}, {}};
+}
 std::string current_strategy(SQLite::Database& db, const std::string& service) {
   SQLite::Statement query(db, "SELECT lb_strategy FROM services WHERE name = ?");
   query.bind(1, service);
@@ -308,7 +313,7 @@ MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
   }
   if (existing) existing->registration.lb = reg.lb;  // rows do not carry it
   if (existing && existing->registration == reg) {
-    if (!previous_lb) return {Outcome::unchanged, current_version(*write_db_, reg.service), {}, {}};
+    if (!previous_lb) return no_change(*write_db_, Outcome::unchanged, reg.service);
     const std::uint64_t version = bump_version(reg.service);
     set_strategy(*write_db_, reg.service, *reg.lb);
     return {Outcome::updated, version, {}, previous_lb};
@@ -355,7 +360,7 @@ MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
   remove.bind(1, deregister.service);
   remove.bind(2, deregister.id);
   if (remove.exec() == 0) {
-    return {Outcome::not_found, current_version(*write_db_, deregister.service), {}, {}};
+    return no_change(*write_db_, Outcome::not_found, deregister.service);
   }
   return {Outcome::removed, bump_version(deregister.service), {}, {}};
 }
@@ -363,7 +368,7 @@ MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
 MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now) {
   auto existing = find_instance(*write_db_, heartbeat.service, heartbeat.id);
   if (!existing) {
-    return {Outcome::not_found, current_version(*write_db_, heartbeat.service), {}, {}};
+    return no_change(*write_db_, Outcome::not_found, heartbeat.service);
   }
   // A heartbeat is proof of life: it also clears the failure count.
   SQLite::Statement beat(*write_db_,
@@ -383,15 +388,15 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   if (heartbeat.load && existing->load != heartbeat.load) {
     return {Outcome::updated, bump_version(heartbeat.service), {}, {}};
   }
-  return {Outcome::unchanged, current_version(*write_db_, heartbeat.service), {}, {}};
+  return no_change(*write_db_, Outcome::unchanged, heartbeat.service);
 }
 
 MutationResult SqliteStore::apply_one(const RemoveUnhealthy& removal, TimePoint) {
   auto existing = find_instance(*write_db_, removal.service, removal.id);
-  if (!existing) return {Outcome::not_found, current_version(*write_db_, removal.service), {}, {}};
+  if (!existing) return no_change(*write_db_, Outcome::not_found, removal.service);
   if (existing->updated_at != removal.probed_updated_at ||
       existing->last_heartbeat_at != removal.probed_last_heartbeat_at) {
-    return {Outcome::unchanged, current_version(*write_db_, removal.service), {}, {}};
+    return no_change(*write_db_, Outcome::unchanged, removal.service);
   }
   return apply_one(Deregister{removal.service, removal.id}, {});
 }
@@ -413,9 +418,9 @@ MutationResult SqliteStore::apply_one(const RecordChecks& checks, TimePoint) {
 
 MutationResult SqliteStore::apply_one(const ReportLoad& report, TimePoint) {
   auto existing = find_instance(*write_db_, report.service, report.id);
-  if (!existing) return {Outcome::not_found, current_version(*write_db_, report.service), {}, {}};
+  if (!existing) return no_change(*write_db_, Outcome::not_found, report.service);
   if (existing->load == report.load) {
-    return {Outcome::unchanged, current_version(*write_db_, report.service), {}, {}};
+    return no_change(*write_db_, Outcome::unchanged, report.service);
   }
   SQLite::Statement update(*write_db_,
                            "UPDATE instances SET load = ? WHERE service = ? AND id = ?");
