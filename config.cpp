@@ -321,8 +321,8 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     if (auto near = cache.boolean("near_cache")) config.near_cache = *near;
 
     TableReader health(root, "health");
-    health.known(
-        {"interval", "timeout", "failures", "max_concurrent_probes", "protection_threshold"});
+    health.known({"interval", "timeout", "failures", "max_concurrent_probes",
+                  "protection_threshold", "resync_interval"});
     if (auto max = health.integer("max_concurrent_probes")) {
       config.max_concurrent_probes =
           integer_setting<std::size_t>(*max, 1, 1'000'000, "health.max_concurrent_probes");
@@ -335,6 +335,15 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     }
     if (auto interval = health.string("interval")) {
       config.check_interval = parse_duration_setting(*interval, "health.interval");
+    }
+    if (auto resync = health.string("resync_interval")) {
+      config.resync_interval = parse_duration_setting(*resync, "health.resync_interval");
+      // Each resync reads the whole table: more often than every second is load
+      // for nothing.
+      if (config.resync_interval < std::chrono::seconds(1) ||
+          config.resync_interval > std::chrono::hours(24)) {
+        throw ConfigError("health.resync_interval must be between 1s and 24h");
+      }
     }
     if (auto timeout = health.string("timeout")) {
       config.check_timeout = parse_duration_setting(*timeout, "health.timeout");

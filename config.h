@@ -95,6 +95,9 @@ struct Config {
   std::uint32_t check_failures = 3;
   std::size_t max_concurrent_probes = 1024;
   std::optional<double> protection_threshold;  // off unless set
+  // How often the checker re-reads every instance (another daemon may share the
+  // database).
+  std::chrono::milliseconds resync_interval{60'000};
   // [log]
   std::string log_level = "info";
   // Not in the file: where to write the bound endpoints once serving (for

@@ -174,6 +174,7 @@ health::Options health_options(const daemon_config::Config& config) {
   options.default_failures = config.check_failures;
   options.max_concurrent_probes = config.max_concurrent_probes;
   options.protection_threshold = config.protection_threshold;
+  options.resync_period = config.resync_interval;
   return options;
 }
 
@@ -191,7 +192,8 @@ nlohmann::json health_status(const health::Checker& checker) {
           {"removals_kept", s.removals_kept},
           {"protection_active", s.protection_active},
           {"cap_hits", s.cap_hits},
-          {"record_batches", s.record_batches}};
+          {"record_batches", s.record_batches},
+          {"resyncs", s.resyncs}};
 }
 
 nlohmann::json events_json(const std::vector<health::RemovalEvent>& events) {

@@ -223,4 +223,17 @@ TEST(Config, SecuritySettingsAreValidated) {
   EXPECT_EQ(std::get<Config>(loaded).tls_key, "k");
 }
 
+TEST(Config, ResyncIntervalIsBounded) {
+  EXPECT_EQ(Config{}.resync_interval, 60s);
+  Config config;
+  daemon_config::apply_toml(config, "[health]\nresync_interval = \"5s\"\n", "test.toml");
+  EXPECT_EQ(config.resync_interval, 5s);
+  for (const char* bad : {"500ms", "25h", "often"}) {
+    EXPECT_NE(error_of(std::string("[health]\nresync_interval = \"") + bad + "\"\n")
+                  .find("health.resync_interval"),
+              std::string::npos)
+        << bad;
+  }
+}
+
 }  // namespace
