@@ -310,7 +310,7 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     if (auto id = dns.string("id_server")) config.dns_id_server = *id;
 
     TableReader cache(root, "cache");
-    cache.known({"redis", "prefix", "ttl", "redis_timeout", "near_cache"});
+    cache.known({"redis", "prefix", "ttl", "redis_timeout", "near_cache", "max_lookups_in_flight"});
     if (auto redis = cache.string("redis")) config.redis = *redis;
     if (auto prefix = cache.string("prefix")) config.redis_prefix = *prefix;
     if (auto ttl = cache.string("ttl"))
@@ -319,6 +319,10 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
       config.redis_timeout = parse_duration_setting(*timeout, "cache.redis_timeout");
     }
     if (auto near = cache.boolean("near_cache")) config.near_cache = *near;
+    if (auto max = cache.integer("max_lookups_in_flight")) {
+      config.max_lookups_in_flight =
+          integer_setting<std::size_t>(*max, 1, 10'000'000, "cache.max_lookups_in_flight");
+    }
 
     TableReader health(root, "health");
     health.known({"interval", "timeout", "failures", "max_concurrent_probes",

@@ -89,6 +89,9 @@ struct Config {
   std::chrono::milliseconds cache_ttl{30'000};
   std::chrono::milliseconds redis_timeout{5};
   bool near_cache = true;
+  // Lookups waiting on Redis or the database at once; beyond it DNS answers
+  // SERVFAIL (counted as cache.lookups_shed in /v1/status).
+  std::size_t max_lookups_in_flight = 4096;
   // [health]
   std::chrono::milliseconds check_interval{30'000};
   std::chrono::milliseconds check_timeout{2'000};

@@ -60,6 +60,7 @@ store::CacheOptions cache_options(const daemon_config::Config& config) {
   options.prefix = config.redis_prefix;
   options.ttl = config.cache_ttl;
   options.near_cache = config.near_cache;
+  options.max_lookups_in_flight = config.max_lookups_in_flight;
   return options;
 }
 
@@ -151,6 +152,13 @@ nlohmann::json cache_status(const store::ServiceCache& cache) {
           {"redis_trusted", s.redis_trusted},
           {"tracking_active", s.tracking_active},
           {"near_entries", s.near_entries},
+          {"near_evicted", s.near_evicted},
+          {"near_refused", s.near_refused},
+          {"known_services", s.known_services},
+          {"known_names_active", s.known_names_active},
+          {"absent_answers", s.absent_answers},
+          {"lookups_in_flight", s.lookups_in_flight},
+          {"lookups_shed", s.lookups_shed},
           {"tracked_generations", s.tracked_generations},
           {"near_hits", s.near_hits},
           {"redis_hits", s.redis_hits},

@@ -123,8 +123,9 @@ class Client {
 
   // Redis 6+ client-side caching (RESP2, broadcasting mode): a second connection
   // subscribes to __redis__:invalidate and the main connection enables
-  // CLIENT TRACKING on REDIRECT <id> BCAST PREFIX <prefix> (without NOLOOP, so
-  // this client's own writes are reported too). `on_invalidate` receives the keys
+  // CLIENT TRACKING on REDIRECT <id> BCAST PREFIX <prefix> (NOLOOP when
+  // Options::tracking_noloop; Redis 7.0 reports keys written by a script to the
+  // client that ran it regardless). `on_invalidate` receives the keys
   // under `prefix` that changed. `on_reset` means "anything may have changed":
   // a flush, or either connection lost or (re)established; it is also called when
   // tracking becomes active. Cache only while tracking_active().

@@ -14,6 +14,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "store/known_services.h"
+#include "store/near_cache.h"
 #include "store/snapshot_codec.h"
 
 namespace store {
@@ -61,7 +63,11 @@ using StringMap = std::unordered_map<std::string, Value, TransparentHash, std::e
 
 struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   Impl(SqliteStore& store, Writer& writer, CacheOptions options)
-      : store(store), writer(writer), options(std::move(options)) {}
+      : store(store),
+        writer(writer),
+        options(std::move(options)),
+        near(this->options.near_cache_max_entries, this->options.ttl,
+             this->options.near_cache_sweep_interval) {}
 
   SqliteStore& store;
   Writer& writer;
@@ -73,6 +79,7 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   asio::thread_pool db_readers{1};
   std::unique_ptr<redis::Client> redis;
   std::optional<asio::steady_timer> retry_timer;
+  std::optional<asio::steady_timer> known_retry_timer;
 
   // Generations: every invalidation event takes the next counter value.
   mutable std::mutex generation_mutex;
@@ -80,13 +87,9 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   std::uint64_t generation_counter = 0;
   std::uint64_t reset_generation = 0;  // all services changed (lost tracking)
 
-  // The near cache: shared by every reader thread.
-  struct NearEntry {
-    ServiceSnapshotPtr snapshot;
-    std::chrono::steady_clock::time_point expires;
-  };
-  mutable std::shared_mutex near_mutex;
-  StringMap<NearEntry> near;
+  NearCache near;                                 // shared by every reader thread
+  KnownServices known;                            // the names that may have instances
+  std::atomic<std::size_t> lookups_in_flight{0};  // fetch() callbacks not yet run
 
   // Whether Redis may be read and filled. False until the outbox is replayed.
   mutable std::mutex trust_mutex;
@@ -107,7 +110,8 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   struct Counters {
     std::atomic<std::uint64_t> near_hits{0}, redis_hits{0}, redis_misses{0}, fills{0},
         fills_refused{0}, invalidations{0}, invalidation_failures{0}, fallbacks{0}, redis_errors{0},
-        db_reads{0}, coalesced{0}, stale_retries{0}, outbox_replays{0};
+        db_reads{0}, coalesced{0}, stale_retries{0}, outbox_replays{0}, absent_answers{0},
+        lookups_shed{0}, tracked_changes{0};
   } counters;
 
   std::string data_key(std::string_view service) const {
@@ -139,8 +143,7 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
         generations.clear();
       }
     }
-    std::unique_lock lock(near_mutex);
-    for (const auto& service : services) near.erase(service);
+    near.erase(services);
   }
 
   void invalidate_all_local() {
@@ -148,7 +151,6 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
       std::lock_guard lock(generation_mutex);
       reset_generation = ++generation_counter;
     }
-    std::unique_lock lock(near_mutex);
     near.clear();
   }
 
@@ -157,6 +159,59 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
     // With Redis, other daemons may change services too; only invalidation
     // messages tell us, so without them the near cache cannot be trusted.
     return !redis || redis->tracking_active();
+  }
+
+  // Whether the known-names set may answer "absent": it has been loaded and,
+  // with Redis, the announcements of other daemons' changes are flowing.
+  bool known_usable() const {
+    if (!options.known_names || !known.authoritative()) return false;
+    return !redis || redis->tracking_active();
+  }
+
+  // The first load, on the starting thread, so that absent names cost nothing
+  // from the first query on. A failure retries in the background.
+  void load_known_names_now() {
+    const auto ticket = known.begin_load();
+    try {
+      std::vector<std::string> names;
+      for (auto& summary : store.list_services()) names.push_back(std::move(summary.service));
+      known.finish_load(ticket, names);
+    } catch (const std::exception& error) {
+      logger()->warn("cannot read the service names ({}); retrying", error.what());
+      load_known_names();
+    }
+  }
+
+  // (Re)loads the known names from the database, off the caller's thread.
+  void load_known_names() {
+    const auto ticket = known.begin_load();
+    asio::post(db_readers, [self = shared_from_this(), ticket] {
+      std::vector<std::string> names;
+      try {
+        for (auto& summary : self->store.list_services())
+          names.push_back(std::move(summary.service));
+      } catch (const std::exception& error) {
+        logger()->warn("cannot read the service names ({}); retrying in 1 s", error.what());
+        return asio::post(self->io, [self] {
+          self->known_retry_timer->expires_after(std::chrono::seconds(1));
+          self->known_retry_timer->async_wait([self](const boost::system::error_code& ec) {
+            if (!ec) self->load_known_names();
+          });
+        });
+      }
+      self->known.finish_load(ticket, names);
+    });
+  }
+
+  // A read found the service empty at `generation`: forget the name (so that
+  // later queries cost nothing) unless a change to it happened since. Returns
+  // whether the known set answers for the service now, in which case the empty
+  // snapshot is not cached anywhere: caching it would only hold memory.
+  bool forget_if_empty(const std::string& service, const ServiceSnapshot& snapshot,
+                       std::uint64_t generation) {
+    if (!snapshot.instances.empty() || !known_usable()) return false;
+    known.remove_if(service, [&] { return generation_of(service) == generation; });
+    return true;
   }
 
   bool redis_usable() const {
@@ -178,6 +233,23 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
     invalidate_all_local();
     if (was_trusted)
       logger()->warn("cache degraded: {}; lookups read SQLite until Redis recovers", why);
+  }
+
+  // Fences that changed: another daemon's change (or our own, reported back
+  // because the invalidation is a script; harmless), or an expiry.
+  void on_foreign_change(const std::vector<std::string>& keys) {
+    const std::string prefix = options.prefix + "fence:";
+    std::vector<std::string> services;
+    for (const auto& key : keys) {
+      if (key.size() > prefix.size() && key.starts_with(prefix)) {
+        services.push_back(key.substr(prefix.size()));
+      }
+    }
+    counters.tracked_changes += services.size();
+    invalidate_local(services);
+    // After the generation bump, as in on_commit: a raised fence may announce a
+    // service's first instance.
+    known.add(services);
   }
 
   // ---- lookups (cache thread) ----
@@ -217,7 +289,9 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
                 self->generation_of(service) == flight->second.generation) {
               ++self->counters.redis_hits;
               auto shared = std::make_shared<const ServiceSnapshot>(std::move(*snapshot));
-              self->fill_near(service, shared, flight->second.generation);
+              if (!self->forget_if_empty(service, *shared, flight->second.generation)) {
+                self->fill_near(service, shared, flight->second.generation);
+              }
               return self->complete(service, {true, std::move(shared), {}});
             }
             if (!snapshot) ++self->counters.redis_errors;
@@ -264,8 +338,10 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
       logger()->warn("service {} changed during {} consecutive reads; serving the last one",
                      service, kMaxStaleRetries);
     }
-    fill_redis(service, *result.snapshot);
-    fill_near(service, result.snapshot, generation);
+    if (!forget_if_empty(service, *result.snapshot, generation)) {
+      fill_redis(service, *result.snapshot);
+      fill_near(service, result.snapshot, generation);
+    }
     complete(service, std::move(result));
   }
 
@@ -299,20 +375,16 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   void fill_near(const std::string& service, const ServiceSnapshotPtr& snapshot,
                  std::uint64_t generation) {
     if (!near_cache_usable()) return;
-    std::unique_lock lock(near_mutex);
-    // Checked under the near lock: invalidate_local bumps the generation before
-    // it takes this lock to erase, so either we see the bump or it erases us.
-    if (generation_of(service) != generation) return;
-    if (near.size() >= options.near_cache_max_entries && !near.contains(service)) {
-      near.erase(near.begin());
-    }
-    near[service] = {snapshot, std::chrono::steady_clock::now() + options.ttl};
+    // Checked under the near cache's lock: invalidate_local bumps the generation
+    // before it takes that lock to erase, so either we see the bump or it erases us.
+    near.insert_if(service, snapshot, [&] { return generation_of(service) == generation; });
   }
 
   void complete(const std::string& service, LookupResult result) {
     auto flight = flights.find(service);
     auto waiters = std::move(flight->second.waiters);
     flights.erase(flight);
+    lookups_in_flight.fetch_sub(waiters.size(), std::memory_order_relaxed);
     for (auto& waiter : waiters) waiter(result);
   }
 
@@ -340,6 +412,14 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
     if (commit.changed_services.empty()) return;
     invalidate_local(commit.changed_services);
     counters.invalidations += commit.changed_services.size();
+    // After the generation bump (see KnownServices::remove_if's caller) and before
+    // the acknowledgement: a service that just got instances is known from now on.
+    for (std::size_t i = 0; i < commit.mutations.size(); ++i) {
+      const auto outcome = commit.results[i].outcome;
+      if (outcome == Outcome::created || outcome == Outcome::updated) {
+        known.add(service_of(commit.mutations[i]));
+      }
+    }
 
     std::vector<OutboxEntry> entries;
     for (const auto& service : commit.changed_services) entries.push_back({service, 0});
@@ -506,8 +586,14 @@ void ServiceCache::start() {
   auto& impl = *impl_;
   impl.work.emplace(impl.io.get_executor());
   impl.retry_timer.emplace(impl.io);
+  impl.known_retry_timer.emplace(impl.io);
+  if (impl.options.known_names) impl.load_known_names_now();
   if (impl.options.redis) {
-    impl.redis = std::make_unique<redis::Client>(impl.io, *impl.options.redis);
+    auto redis_options = *impl.options.redis;
+    // Our own writes (fills, invalidations) are handled locally; reporting them
+    // back would only cost a round trip and a near-cache miss per name.
+    redis_options.tracking_noloop = true;
+    impl.redis = std::make_unique<redis::Client>(impl.io, redis_options);
     std::weak_ptr<Impl> weak = impl_;
     impl.redis->set_on_state_change([weak](bool connected) {
       auto self = weak.lock();
@@ -518,21 +604,29 @@ void ServiceCache::start() {
         self->distrust_redis("Redis connection lost");
       }
     });
-    if (impl.options.near_cache) {
+    if (impl.options.near_cache || impl.options.known_names) {
+      // Only the version fences: every daemon's every change raises its
+      // service's fence (in the invalidation script), so a fence message is the
+      // announcement of a change, and of a service that may have new
+      // instances. Snapshot keys (svc:) are not tracked: they change by fills
+      // and expiry too, and Redis 7.0 reports writes made by a script even to
+      // the client that ran it (NOLOOP covers plain commands only), so tracking
+      // them sent every fill of ours back as an invalidation.
       impl.redis->track_prefix(
-          impl.options.prefix + "svc:",
+          impl.options.prefix + "fence:",
           [weak](const std::vector<std::string>& keys) {
-            auto self = weak.lock();
-            if (!self) return;
-            const auto prefix_size = self->options.prefix.size() + 4;
-            std::vector<std::string> services;
-            for (const auto& key : keys) {
-              if (key.size() > prefix_size) services.push_back(key.substr(prefix_size));
-            }
-            self->invalidate_local(services);
+            if (auto self = weak.lock()) self->on_foreign_change(keys);
           },
           [weak] {
-            if (auto self = weak.lock()) self->invalidate_all_local();
+            auto self = weak.lock();
+            if (!self) return;
+            self->invalidate_all_local();
+            // Announcements may have been missed: not authoritative until the
+            // names are read again, which only helps once they flow again.
+            self->known.invalidate();
+            if (self->options.known_names && self->redis->tracking_active()) {
+              self->load_known_names();
+            }
           });
     }
     impl.redis->start();
@@ -563,16 +657,29 @@ void ServiceCache::stop() {
 ServiceSnapshotPtr ServiceCache::find_cached(std::string_view service) {
   auto& impl = *impl_;
   if (!impl.near_cache_usable()) return nullptr;
-  std::shared_lock lock(impl.near_mutex);
-  auto entry = impl.near.find(service);
-  if (entry == impl.near.end() || entry->second.expires <= std::chrono::steady_clock::now()) {
-    return nullptr;
+  if (auto snapshot = impl.near.find(service)) {
+    ++impl.counters.near_hits;
+    return snapshot;
   }
-  ++impl.counters.near_hits;
-  return entry->second.snapshot;
+  if (!impl.known_usable() || !impl.known.absent(service)) return nullptr;
+  // Nothing is registered under this name: its current snapshot is empty, and
+  // answering it costs no I/O and leaves nothing behind.
+  ++impl.counters.absent_answers;
+  auto empty = std::make_shared<ServiceSnapshot>();
+  empty->service = std::string(service);
+  return empty;
 }
 
 void ServiceCache::fetch(std::string service, std::function<void(LookupResult)> done) {
+  auto& impl = *impl_;
+  // Bounded: past the cap a lookup fails at once (DNS SERVFAIL, HTTP 503)
+  // rather than queueing memory and latency behind a flood of cold names.
+  if (impl.lookups_in_flight.fetch_add(1, std::memory_order_relaxed) >=
+      impl.options.max_lookups_in_flight) {
+    impl.lookups_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    ++impl.counters.lookups_shed;
+    return done({false, nullptr, "too many lookups in flight"});
+  }
   asio::post(impl_->io,
              [impl = impl_, service = std::move(service), done = std::move(done)]() mutable {
                impl->start_or_join(std::move(service), std::move(done));
@@ -593,10 +700,13 @@ CacheStats ServiceCache::stats() const {
     stats.redis_trusted = impl.redis && impl.trusted;
   }
   stats.tracking_active = impl.redis && impl.redis->tracking_active();
-  {
-    std::shared_lock lock(impl.near_mutex);
-    stats.near_entries = impl.near.size();
-  }
+  const auto near = impl.near.stats();
+  stats.near_entries = near.entries;
+  stats.near_evicted = near.evicted;
+  stats.near_refused = near.refused;
+  stats.known_services = impl.known.size();
+  stats.known_names_active = impl.known_usable();
+  stats.lookups_in_flight = impl.lookups_in_flight.load(std::memory_order_relaxed);
   {
     std::lock_guard lock(impl.generation_mutex);
     stats.tracked_generations = impl.generations.size();
@@ -615,6 +725,9 @@ CacheStats ServiceCache::stats() const {
   stats.coalesced = c.coalesced;
   stats.stale_retries = c.stale_retries;
   stats.outbox_replays = c.outbox_replays;
+  stats.absent_answers = c.absent_answers;
+  stats.lookups_shed = c.lookups_shed;
+  stats.tracked_changes = c.tracked_changes;
   return stats;
 }
 

@@ -35,6 +35,14 @@ struct CacheOptions {
   std::chrono::milliseconds ttl{30'000};
   bool near_cache = true;
   std::size_t near_cache_max_entries = 100'000;
+  // When full, a sweep at most this often drops entries not read since the
+  // previous sweep (store/near_cache.h): cold entries never evict hot ones.
+  std::chrono::milliseconds near_cache_sweep_interval{1000};
+  // Keep the names that have instances in memory and answer every other name
+  // "nothing registered" without I/O (store/known_services.h).
+  bool known_names = true;
+  // Lookups waiting for Redis or SQLite at once; past it fetch() fails at once.
+  std::size_t max_lookups_in_flight = 4096;
   // Per-service invalidation generations kept before they are folded into one
   // reset generation (see ServiceCache::Impl::invalidate_local): about 100 bytes
   // each, so this bounds memory against clients asking for endless distinct
@@ -54,6 +62,14 @@ struct CacheStats {
   bool redis_trusted = false;  // false: lookups bypass Redis (degraded)
   bool tracking_active = false;
   std::size_t near_entries = 0;
+  std::uint64_t near_evicted = 0;    // cold or expired entries dropped to make room
+  std::uint64_t near_refused = 0;    // fills not kept: the near cache was full of hot entries
+  std::size_t known_services = 0;    // names that may have instances
+  bool known_names_active = false;   // absent names are answered without I/O
+  std::uint64_t absent_answers = 0;  // lookups answered "nothing registered" from that set
+  std::size_t lookups_in_flight = 0;
+  std::uint64_t lookups_shed = 0;     // lookups refused because too many were in flight
+  std::uint64_t tracked_changes = 0;  // changes announced through Redis tracking (fences)
   std::size_t tracked_generations = 0;
   std::uint64_t near_hits = 0;
   std::uint64_t redis_hits = 0;
