@@ -4,6 +4,9 @@ BUILD_DIR ?= build
 ASAN_BUILD_DIR ?= build-asan
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -G Ninja -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache
+# Runs a command in a network namespace with only loopback, so that no test,
+# fuzzer or benchmark can send a packet off the machine (.ci/loopback-netns.sh).
+LOOPBACK = bash $(CURDIR)/.ci/loopback-netns.sh
 RUN_ARGS ?= --config discoveryd.example.toml
 
 FUZZ_BUILD_DIR ?= build-fuzz
@@ -27,7 +30,7 @@ run: build
 	bash .ci/run-local.sh $(BUILD_DIR)/discoveryd $(RUN_ARGS)
 
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+	cd $(BUILD_DIR) && $(LOOPBACK) ctest --output-on-failure -j $(JOBS) --timeout 600
 
 $(ASAN_BUILD_DIR)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD_DIR) $(CMAKE_FLAGS) -DCMAKE_BUILD_TYPE=Debug -DDISCOVERYD_SANITIZE=ON
@@ -39,7 +42,7 @@ build-asan: deps $(ASAN_BUILD_DIR)/build.ninja
 test-asan: build-asan
 	cd $(ASAN_BUILD_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) --timeout 900
+	  $(LOOPBACK) ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # libFuzzer (clang) on the DNS packet handler, the HTTP request path and the
 # registration parser, each for FUZZ_SECONDS, starting from a scratch copy of its
@@ -53,7 +56,7 @@ fuzz: deps
 	@failed=""; for pair in $(FUZZ_TARGETS); do \
 	  fuzzer=$${pair%%:*}; corpus=$${pair##*:}; \
 	  echo "== $$fuzzer for $(FUZZ_SECONDS) s"; \
-	  cmake -DFUZZER=$(abspath $(FUZZ_BUILD_DIR))/fuzz/$$fuzzer \
+	  $(LOOPBACK) cmake -DFUZZER=$(abspath $(FUZZ_BUILD_DIR))/fuzz/$$fuzzer \
 	    -DCORPUS=$(CURDIR)/tests/fuzz/corpus/$$corpus \
 	    -DWORK=$(abspath $(FUZZ_BUILD_DIR))/run-$$corpus \
 	    -DSECONDS=$(FUZZ_SECONDS) -P tests/fuzz/run_fuzzer.cmake || failed="$$failed $$fuzzer"; \
