@@ -10,7 +10,9 @@ packages=(
   libgtest-dev libgmock-dev nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libtomlplusplus-dev libssl-dev
   clang-14 libclang-rt-14-dev clang-format
-  redis-server redis-tools ldnsutils knot-dnsutils bind9-dnsutils nsd knot sqlite3 curl openssl util-linux
+  redis-server redis-tools ldnsutils knot-dnsutils bind9-dnsutils nsd knot sqlite3 curl openssl
+  # unshare and ip, for .ci/loopback-netns.sh (the tests run with loopback only)
+  util-linux iproute2
 )
 
 missing=()
