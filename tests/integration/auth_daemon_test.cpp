@@ -24,7 +24,7 @@ using test_support::HttpResult;
 const std::string kOrdersToken = "orders-Zq3v9XkP2mLr8sTt";
 const std::string kAdminToken = "admin-Hy7cN4bW1eQd6uJo";
 const std::string kNewToken = "new-payments-Rb5xK0fG3hVa";
-const json kInstance = {{"address", "10.7.7.7"}, {"port", 8080}};
+const json kInstance = {{"address", "127.7.7.7"}, {"port", 8080}};
 
 std::string lower(std::string text) {
   for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -148,13 +148,13 @@ TEST_F(AuthDaemonTest, RefusedWritesAre401Or403AndChangeNothing) {
   // The admin registers payments; the scoped token can neither move, beat for,
   // nor remove it.
   ASSERT_EQ(call(kAdminToken, "PUT", payments, kInstance).status, 201);
-  expect_denied(call(kOrdersToken, "PUT", payments, {{"address", "10.6.6.6"}, {"port", 1}}), 403,
+  expect_denied(call(kOrdersToken, "PUT", payments, {{"address", "127.6.6.6"}, {"port", 1}}), 403,
                 "service");
   expect_denied(call(kOrdersToken, "PUT", payments + "/heartbeat", {{"load", 9}}), 403, "service");
   expect_denied(call(kOrdersToken, "DELETE", payments), 403, "service");
   expect_denied(call("", "DELETE", payments), 401, "Authorization");
   const auto instance = call("", "GET", "/v1/services/payments").json()["instances"][0];
-  EXPECT_EQ(instance["address"], "10.7.7.7");
+  EXPECT_EQ(instance["address"], "127.7.7.7");
   EXPECT_EQ(instance["load"], nullptr);
   EXPECT_EQ(instance["last_heartbeat_at"], nullptr);
   EXPECT_EQ(dns_answers("payments"), 1u);
@@ -193,11 +193,11 @@ TEST_F(AuthDaemonTest, ReadAccessTokenFromTheConfigFileProtectsReads) {
                                    "/v1/status", "/v1/events"}) {
     const auto refused = call("", "GET", target);
     expect_denied(refused, 401, "Authorization");
-    EXPECT_EQ(refused.body.find("10.7.7.7"), std::string::npos) << refused.body;
+    EXPECT_EQ(refused.body.find("127.7.7.7"), std::string::npos) << refused.body;
     EXPECT_EQ(call("wrong-token-0123456789", "GET", target).status, 401) << target;
     EXPECT_EQ(call(kOrdersToken, "GET", target).status, 200) << target;
   }
-  EXPECT_EQ(call(kOrdersToken, "GET", "/v1/resolve/payments").json()["address"], "10.7.7.7");
+  EXPECT_EQ(call(kOrdersToken, "GET", "/v1/resolve/payments").json()["address"], "127.7.7.7");
 }
 
 TEST_F(AuthDaemonTest, SighupReloadsTheTokenFile) {

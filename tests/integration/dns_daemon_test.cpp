@@ -59,29 +59,29 @@ class DnsDaemonTest : public ::testing::Test {
 TEST_F(DnsDaemonTest, RegisteredInstancesResolveOverUdpAndTcp) {
   http = HttpClient(daemon.http_port());
   ASSERT_EQ(put("order-service", "a1",
-                {{"address", "10.1.2.3"}, {"port", 8080}, {"weight", 10}, {"tags", {"v2"}}}),
+                {{"address", "127.1.2.3"}, {"port", 8080}, {"weight", 10}, {"tags", {"v2"}}}),
             201);
-  ASSERT_EQ(put("order-service", "a2", {{"address", "2001:db8::5"}, {"port", 8081}}), 201);
+  ASSERT_EQ(put("order-service", "a2", {{"address", "::1"}, {"port", 8081}}), 201);
 
   EXPECT_EQ(lines_of(dig("+short order-service.service.discovery A")),
-            std::vector<std::string>{"10.1.2.3"});
+            std::vector<std::string>{"127.1.2.3"});
   EXPECT_EQ(lines_of(dig("+tcp +short order-service.service.discovery A")),
-            std::vector<std::string>{"10.1.2.3"});
+            std::vector<std::string>{"127.1.2.3"});
   EXPECT_EQ(lines_of(dig("+short order-service.service.discovery AAAA")),
-            std::vector<std::string>{"2001:db8::5"});
+            std::vector<std::string>{"::1"});
   const std::vector<std::string> srv = {"1 1 8081 a2.order-service.instance.discovery.",
                                         "1 10 8080 a1.order-service.instance.discovery."};
   EXPECT_EQ(lines_of(dig("+short _order-service._tcp.service.discovery SRV")), srv);
   EXPECT_EQ(lines_of(dig("+short order-service.service.discovery SRV")), srv);
   // The SRV targets' addresses come as additional data, and resolve on their own.
   const auto full = dig("+noall +additional _order-service._tcp.service.discovery SRV");
-  EXPECT_NE(full.find("a1.order-service.instance.discovery. 5 IN A\t10.1.2.3"), std::string::npos)
+  EXPECT_NE(full.find("a1.order-service.instance.discovery. 5 IN A\t127.1.2.3"), std::string::npos)
       << full;
   EXPECT_EQ(lines_of(dig("+short a2.order-service.instance.discovery AAAA")),
-            std::vector<std::string>{"2001:db8::5"});
+            std::vector<std::string>{"::1"});
   // Tags select instances.
   EXPECT_EQ(lines_of(dig("+short v2.order-service.service.discovery A")),
-            std::vector<std::string>{"10.1.2.3"});
+            std::vector<std::string>{"127.1.2.3"});
   EXPECT_TRUE(lines_of(dig("+short v2.order-service.service.discovery AAAA")).empty());
 
   auto response = query("Order-Service.Service.Discovery.", 1);
@@ -94,20 +94,20 @@ TEST_F(DnsDaemonTest, RegisteredInstancesResolveOverUdpAndTcp) {
 
 TEST_F(DnsDaemonTest, ADeregisteredInstanceVanishesAtOnce) {
   http = HttpClient(daemon.http_port());
-  ASSERT_EQ(put("orders", "a1", {{"address", "10.0.0.1"}, {"port", 80}}), 201);
-  ASSERT_EQ(put("orders", "a2", {{"address", "10.0.0.2"}, {"port", 80}}), 201);
+  ASSERT_EQ(put("orders", "a1", {{"address", "127.0.0.1"}, {"port", 80}}), 201);
+  ASSERT_EQ(put("orders", "a2", {{"address", "127.0.0.2"}, {"port", 80}}), 201);
   EXPECT_EQ(query("orders.service.discovery.", 1).answer_count(), 2u);
   ASSERT_EQ(http.del("/v1/services/orders/instances/a1").status, 200);
   EXPECT_EQ(lines_of(dig("+short orders.service.discovery A")),
-            std::vector<std::string>{"10.0.0.2"});
+            std::vector<std::string>{"127.0.0.2"});
   ASSERT_EQ(http.del("/v1/services/orders/instances/a2").status, 200);
   auto gone = query("orders.service.discovery.", 1);
   EXPECT_EQ(gone.rcode(), LDNS_RCODE_NXDOMAIN);
   EXPECT_EQ(gone.authority().size(), 1u);  // the SOA, for negative caching
   // And a service registered just after a miss is visible at once.
-  ASSERT_EQ(put("orders", "a3", {{"address", "10.0.0.3"}, {"port", 80}}), 201);
+  ASSERT_EQ(put("orders", "a3", {{"address", "127.0.0.3"}, {"port", 80}}), 201);
   EXPECT_EQ(lines_of(dig("+short orders.service.discovery A")),
-            std::vector<std::string>{"10.0.0.3"});
+            std::vector<std::string>{"127.0.0.3"});
 }
 
 TEST_F(DnsDaemonTest, TwoThousandInstancesTruncateOverUdpAndArriveWholeOverTcp) {
@@ -119,7 +119,7 @@ TEST_F(DnsDaemonTest, TwoThousandInstancesTruncateOverUdpAndArriveWholeOverTcp) 
       HttpClient client(daemon.http_port());
       for (int i = c; i < kInstances; i += 8) {
         const std::string address =
-            "10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+            "127.2." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
         if (client
                 .put("/v1/services/big/instances/i" + std::to_string(i),
                      {{"address", address}, {"port", 9000}})
@@ -147,7 +147,7 @@ TEST_F(DnsDaemonTest, TwoThousandInstancesTruncateOverUdpAndArriveWholeOverTcp) 
 
 TEST_F(DnsDaemonTest, GarbageIsSurvivedAndTheNextQueryAnswered) {
   http = HttpClient(daemon.http_port());
-  ASSERT_EQ(put("orders", "a1", {{"address", "10.0.0.1"}, {"port", 80}}), 201);
+  ASSERT_EQ(put("orders", "a1", {{"address", "127.0.0.1"}, {"port", 80}}), 201);
   for (const dns::testing::Bytes& garbage :
        {dns::testing::Bytes{}, dns::testing::Bytes{0x00}, dns::testing::Bytes(12, 0xff),
         dns::testing::Bytes(512, 0x41),
@@ -159,7 +159,7 @@ TEST_F(DnsDaemonTest, GarbageIsSurvivedAndTheNextQueryAnswered) {
   ASSERT_TRUE(response.parsed());
   EXPECT_EQ(response.answer_count(), 1u);
   EXPECT_EQ(lines_of(dig("+short orders.service.discovery A")),
-            std::vector<std::string>{"10.0.0.1"});
+            std::vector<std::string>{"127.0.0.1"});
 }
 
 TEST_F(DnsDaemonTest, OutOfZoneIsRefusedAndTheZoneApexAnswers) {
@@ -206,19 +206,19 @@ class CachedDaemonTest : public ::testing::Test {
 TEST_F(CachedDaemonTest, LookupsGoThroughRedisAndRegistrationsInvalidate) {
   HttpClient http(daemon.http_port());
   ASSERT_EQ(
-      http.put("/v1/services/orders/instances/a1", {{"address", "10.0.0.1"}, {"port", 80}}).status,
+      http.put("/v1/services/orders/instances/a1", {{"address", "127.0.0.1"}, {"port", 80}}).status,
       201);
-  EXPECT_EQ(addresses("orders.service.discovery."), std::vector<std::string>{"10.0.0.1"});
+  EXPECT_EQ(addresses("orders.service.discovery."), std::vector<std::string>{"127.0.0.1"});
   EXPECT_TRUE(wait_until([&] {
     return redis.run_cli({"EXISTS", "discoveryd:svc:orders"}).find('1') != std::string::npos;
   }));
   ASSERT_EQ(
-      http.put("/v1/services/orders/instances/a2", {{"address", "10.0.0.2"}, {"port", 80}}).status,
+      http.put("/v1/services/orders/instances/a2", {{"address", "127.0.0.2"}, {"port", 80}}).status,
       201);
   EXPECT_EQ(redis.run_cli({"EXISTS", "discoveryd:svc:orders"}).find('1'), std::string::npos);
   auto both = addresses("orders.service.discovery.");
   ASSERT_TRUE(both);
-  EXPECT_EQ(*both, (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+  EXPECT_EQ(*both, (std::vector<std::string>{"127.0.0.1", "127.0.0.2"}));
   // The HTTP read route uses the same cache.
   EXPECT_EQ(http.get("/v1/services/orders").json()["instances"].size(), 2u);
 }
@@ -229,9 +229,10 @@ TEST_F(CachedDaemonTest, LookupsGoThroughRedisAndRegistrationsInvalidate) {
 TEST_F(CachedDaemonTest, NoAnswerAfterARemovalsAcknowledgementContainsTheInstance) {
   using Clock = std::chrono::steady_clock;
   HttpClient http(daemon.http_port());
-  ASSERT_EQ(http.put("/v1/services/churn/instances/anchor", {{"address", "10.9.0.1"}, {"port", 80}})
-                .status,
-            201);
+  ASSERT_EQ(
+      http.put("/v1/services/churn/instances/anchor", {{"address", "127.9.0.1"}, {"port", 80}})
+          .status,
+      201);
   std::mutex mutex;
   std::map<std::string, Clock::time_point> removed_at;  // address -> ack time
   struct Observation {
@@ -261,7 +262,7 @@ TEST_F(CachedDaemonTest, NoAnswerAfterARemovalsAcknowledgementContainsTheInstanc
   constexpr int kRounds = 60;
   for (int round = 0; round < kRounds; ++round) {
     const std::string id = "c" + std::to_string(round);
-    const std::string address = "10.9.1." + std::to_string(round + 1);
+    const std::string address = "127.9.1." + std::to_string(round + 1);
     ASSERT_EQ(
         http.put("/v1/services/churn/instances/" + id, {{"address", address}, {"port", 80}}).status,
         201);
@@ -295,9 +296,9 @@ TEST_F(CachedDaemonTest, NoAnswerAfterARemovalsAcknowledgementContainsTheInstanc
 TEST_F(CachedDaemonTest, LookupsAnswerThroughRedisKillPauseAndRestartAndNothingStaleAfter) {
   HttpClient http(daemon.http_port());
   ASSERT_EQ(
-      http.put("/v1/services/orders/instances/a1", {{"address", "10.0.0.1"}, {"port", 80}}).status,
+      http.put("/v1/services/orders/instances/a1", {{"address", "127.0.0.1"}, {"port", 80}}).status,
       201);
-  EXPECT_EQ(addresses("orders.service.discovery."), std::vector<std::string>{"10.0.0.1"});
+  EXPECT_EQ(addresses("orders.service.discovery."), std::vector<std::string>{"127.0.0.1"});
 
   const auto expect_fast_answer = [&](const std::vector<std::string>& expected) {
     const auto start = std::chrono::steady_clock::now();
@@ -309,24 +310,24 @@ TEST_F(CachedDaemonTest, LookupsAnswerThroughRedisKillPauseAndRestartAndNothingS
   };
 
   redis.pause();
-  for (int i = 0; i < 10; ++i) expect_fast_answer({"10.0.0.1"});
+  for (int i = 0; i < 10; ++i) expect_fast_answer({"127.0.0.1"});
   // Writes go on (SQLite is the source of truth) and are visible at once.
   ASSERT_EQ(
-      http.put("/v1/services/orders/instances/a2", {{"address", "10.0.0.2"}, {"port", 80}}).status,
+      http.put("/v1/services/orders/instances/a2", {{"address", "127.0.0.2"}, {"port", 80}}).status,
       201);
-  expect_fast_answer({"10.0.0.1", "10.0.0.2"});
+  expect_fast_answer({"127.0.0.1", "127.0.0.2"});
   EXPECT_EQ(cache_status(), "degraded");
   redis.resume();
   ASSERT_TRUE(wait_until([&] { return cache_status() == "ok"; }, 10s));
-  expect_fast_answer({"10.0.0.1", "10.0.0.2"});
+  expect_fast_answer({"127.0.0.1", "127.0.0.2"});
 
   redis.kill();
   ASSERT_EQ(http.del("/v1/services/orders/instances/a1").status, 200);
-  for (int i = 0; i < 10; ++i) expect_fast_answer({"10.0.0.2"});
+  for (int i = 0; i < 10; ++i) expect_fast_answer({"127.0.0.2"});
   EXPECT_EQ(cache_status(), "degraded");
   ASSERT_TRUE(redis.restart());
   ASSERT_TRUE(wait_until([&] { return cache_status() == "ok"; }, 10s));
-  expect_fast_answer({"10.0.0.2"});
+  expect_fast_answer({"127.0.0.2"});
   EXPECT_EQ(http.get("/v1/services/orders").json()["instances"].size(), 1u);
 }
 
@@ -338,7 +339,7 @@ TEST(CacheStartup, WithoutAReachableRedisTheDaemonStartsServesAndReportsDegraded
   HttpClient http(daemon.http_port());
   EXPECT_EQ(http.get("/v1/status").json()["cache"]["status"], "degraded");
   ASSERT_EQ(
-      http.put("/v1/services/orders/instances/a1", {{"address", "10.0.0.1"}, {"port", 80}}).status,
+      http.put("/v1/services/orders/instances/a1", {{"address", "127.0.0.1"}, {"port", 80}}).status,
       201);
   const auto reply = dns::testing::udp_exchange(
       daemon.dns_port(),

@@ -33,7 +33,7 @@ TEST(Durability, SigkillDuringARegistrationBurstLosesNoAcknowledgedWrite) {
         for (int n = 0; !stop; ++n) {
           const std::string id =
               "r" + std::to_string(iteration) + "-c" + std::to_string(c) + "-n" + std::to_string(n);
-          const nlohmann::json body = {{"address", "10.0.0." + std::to_string(c + 1)},
+          const nlohmann::json body = {{"address", "127.0.0." + std::to_string(c + 1)},
                                        {"port", 1000 + n % 60000}};
           const auto result = http.put("/v1/services/burst/instances/" + id, body);
           if (result.status == 0) return;  // the daemon is gone

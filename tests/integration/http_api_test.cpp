@@ -20,7 +20,7 @@ using nlohmann::json;
 using test_support::Daemon;
 using test_support::HttpClient;
 
-const json kExample = json::parse(R"({"address":"10.1.2.3","port":8080,"tags":["v2"],
+const json kExample = json::parse(R"({"address":"127.1.2.3","port":8080,"tags":["v2"],
   "meta":{"zone":"a"},"weight":10,"check":{"type":"http","path":"/health","interval":"30s",
   "timeout":"2s","failures":3}})");
 
@@ -67,7 +67,7 @@ TEST_F(DaemonTest, RegisterListUpdateHeartbeatDeregister) {
   ASSERT_EQ(service.status, 200);
   const auto instance = service.json()["instances"][0];
   EXPECT_EQ(instance["id"], "a1");
-  EXPECT_EQ(instance["address"], "10.1.2.3");
+  EXPECT_EQ(instance["address"], "127.1.2.3");
   EXPECT_EQ(instance["port"], 9090);
   EXPECT_EQ(instance["tags"], json({"v2"}));
   EXPECT_EQ(instance["meta"]["zone"], "a");
@@ -99,7 +99,7 @@ TEST_F(DaemonTest, RegisterListUpdateHeartbeatDeregister) {
 
 TEST_F(DaemonTest, EveryErrorClassIsJsonAndChangesNothing) {
   auto http = client();
-  expect_error_body(http.put("/v1/services/orders/instances/a1", {{"address", "10.0.0.1"}}), 400,
+  expect_error_body(http.put("/v1/services/orders/instances/a1", {{"address", "127.0.0.1"}}), 400,
                     "port");
   expect_error_body(http.request("PUT", "/v1/services/orders/instances/a1", "{\"address\""), 400,
                     "body");
@@ -163,7 +163,7 @@ TEST_F(DaemonTest, RegistrationsSurviveARestart) {
   ASSERT_TRUE(daemon.start()) << daemon.log();
   auto service = client().get("/v1/services/orders");
   ASSERT_EQ(service.status, 200);
-  EXPECT_EQ(service.json()["instances"][0]["address"], "10.1.2.3");
+  EXPECT_EQ(service.json()["instances"][0]["address"], "127.1.2.3");
 }
 
 TEST_F(DaemonTest, SigtermLetsARequestInFlightFinish) {

@@ -96,9 +96,9 @@ class LbDaemonTest : public ::testing::Test {
 
 TEST_F(LbDaemonTest, RoundRobinPutsEachOfThreeReplicasFirstEquallyOften) {
   start();
-  ASSERT_EQ(put("web", "a", "10.0.0.1"), 201);  // no "lb": the default, round_robin
-  ASSERT_EQ(put("web", "b", "10.0.0.2"), 201);
-  ASSERT_EQ(put("web", "c", "10.0.0.3"), 201);
+  ASSERT_EQ(put("web", "a", "127.0.0.1"), 201);  // no "lb": the default, round_robin
+  ASSERT_EQ(put("web", "b", "127.0.0.2"), 201);
+  ASSERT_EQ(put("web", "c", "127.0.0.3"), 201);
   const auto counts = first_positions("web", 3000);
   ASSERT_EQ(counts.size(), 3u) << "an empty answer or a fourth address";
   for (const auto& [address, count] : counts) {
@@ -108,32 +108,32 @@ TEST_F(LbDaemonTest, RoundRobinPutsEachOfThreeReplicasFirstEquallyOften) {
 
 TEST_F(LbDaemonTest, WeightedOneToThreeGivesAboutAQuarterAndThreeQuarters) {
   start();
-  ASSERT_EQ(put("pay", "light", "10.0.1.1", {{"weight", 1}, {"lb", "weighted"}}), 201);
-  ASSERT_EQ(put("pay", "heavy", "10.0.1.2", {{"weight", 3}, {"lb", "weighted"}}), 201);
+  ASSERT_EQ(put("pay", "light", "127.0.1.1", {{"weight", 1}, {"lb", "weighted"}}), 201);
+  ASSERT_EQ(put("pay", "heavy", "127.0.1.2", {{"weight", 3}, {"lb", "weighted"}}), 201);
   const auto counts = first_positions("pay", 3000);
   // Binomial(3000, 0.25): standard deviation 0.79 percentage points, so +-4
   // points is about 5 standard deviations (a false failure about once in 2
   // million runs), while a round-robin or unweighted order (50%) fails clearly.
-  EXPECT_NEAR(counts.at("10.0.1.1") / 3000.0, 0.25, 0.04);
-  EXPECT_NEAR(counts.at("10.0.1.2") / 3000.0, 0.75, 0.04);
+  EXPECT_NEAR(counts.at("127.0.1.1") / 3000.0, 0.25, 0.04);
+  EXPECT_NEAR(counts.at("127.0.1.2") / 3000.0, 0.75, 0.04);
 }
 
 TEST_F(LbDaemonTest, LeastLoadedComesFirstAndFollowsANewHeartbeatAtOnce) {
   start();
   const json lb = {{"lb", "least_loaded"}};
-  ASSERT_EQ(put("api", "a", "10.0.2.1", lb), 201);
-  ASSERT_EQ(put("api", "b", "10.0.2.2", lb), 201);
-  ASSERT_EQ(put("api", "c", "10.0.2.3", lb), 201);  // never reports: counts as average
+  ASSERT_EQ(put("api", "a", "127.0.2.1", lb), 201);
+  ASSERT_EQ(put("api", "b", "127.0.2.2", lb), 201);
+  ASSERT_EQ(put("api", "c", "127.0.2.3", lb), 201);  // never reports: counts as average
   ASSERT_EQ(heartbeat("api", "a", 5.0), 200);
   ASSERT_EQ(heartbeat("api", "b", 1.0), 200);
   for (int i = 0; i < 100; ++i) {
-    ASSERT_EQ(addresses("api"), (std::vector<std::string>{"10.0.2.2", "10.0.2.3", "10.0.2.1"}));
+    ASSERT_EQ(addresses("api"), (std::vector<std::string>{"127.0.2.2", "127.0.2.3", "127.0.2.1"}));
   }
   ASSERT_EQ(heartbeat("api", "a", 0.5), 200);
   // The write is acknowledged after the cache invalidation: the very next query
   // sees the new load.
   for (int i = 0; i < 100; ++i) {
-    ASSERT_EQ(addresses("api").front(), "10.0.2.1");
+    ASSERT_EQ(addresses("api").front(), "127.0.2.1");
   }
   EXPECT_EQ(resolve("api"), "a");
 }
@@ -141,7 +141,7 @@ TEST_F(LbDaemonTest, LeastLoadedComesFirstAndFollowsANewHeartbeatAtOnce) {
 TEST_F(LbDaemonTest, TheCapKeepsFewRecordsButEveryReplicaStillComesFirst) {
   start({"--max-answer-records", "2"});
   for (int i = 1; i <= 5; ++i) {
-    ASSERT_EQ(put("many", "i" + std::to_string(i), "10.0.3." + std::to_string(i)), 201);
+    ASSERT_EQ(put("many", "i" + std::to_string(i), "127.0.3." + std::to_string(i)), 201);
   }
   std::map<std::string, int> first;
   for (int i = 0; i < 500; ++i) {
@@ -155,9 +155,9 @@ TEST_F(LbDaemonTest, TheCapKeepsFewRecordsButEveryReplicaStillComesFirst) {
 
 TEST_F(LbDaemonTest, ResolvePicksByEveryStrategy) {
   start();
-  ASSERT_EQ(put("svc", "a", "10.0.4.1", {{"weight", 1}, {"tags", {"blue"}}}), 201);
-  ASSERT_EQ(put("svc", "b", "10.0.4.2", {{"weight", 3}}), 201);
-  ASSERT_EQ(put("svc", "c", "10.0.4.3", {{"weight", 1}}), 201);
+  ASSERT_EQ(put("svc", "a", "127.0.4.1", {{"weight", 1}, {"tags", {"blue"}}}), 201);
+  ASSERT_EQ(put("svc", "b", "127.0.4.2", {{"weight", 3}}), 201);
+  ASSERT_EQ(put("svc", "c", "127.0.4.3", {{"weight", 1}}), 201);
   const auto picked = http.get("/v1/resolve/svc").json();
   EXPECT_TRUE(picked.contains("address") && picked.contains("port") && picked.contains("id"))
       << picked.dump();
@@ -188,14 +188,14 @@ TEST_F(LbDaemonTest, ResolvePicksByEveryStrategy) {
   EXPECT_EQ(bad.json()["field"], "strategy");
   EXPECT_EQ(http.get("/v1/resolve/svc?tag=no_label!").json()["field"], "tag");
   const auto invalid = http.put("/v1/services/svc/instances/d",
-                                {{"address", "10.0.4.4"}, {"port", 80}, {"lb", "fastest"}});
+                                {{"address", "127.0.4.4"}, {"port", 80}, {"lb", "fastest"}});
   EXPECT_EQ(invalid.status, 400);
   EXPECT_EQ(invalid.json()["field"], "lb");
 
   // Replicas that disagree: the last registration wins, with a warning.
-  ASSERT_EQ(put("svc", "d", "10.0.4.4", {{"lb", "least_loaded"}}), 201);
+  ASSERT_EQ(put("svc", "d", "127.0.4.4", {{"lb", "least_loaded"}}), 201);
   EXPECT_EQ(http.get("/v1/services/svc").json()["lb"], "least_loaded");
-  ASSERT_EQ(put("svc", "e", "10.0.4.5", {{"lb", "random"}}), 201);
+  ASSERT_EQ(put("svc", "e", "127.0.4.5", {{"lb", "random"}}), 201);
   EXPECT_EQ(http.get("/v1/services/svc").json()["lb"], "random");
   EXPECT_TRUE(wait_until([&] {
     return daemon->log().find("strategy changed service=svc from=least_loaded to=random") !=
@@ -205,9 +205,9 @@ TEST_F(LbDaemonTest, ResolvePicksByEveryStrategy) {
 
 TEST_F(LbDaemonTest, ARemovedReplicaNeverComesFirstAndNoneLeftIs404) {
   start();
-  ASSERT_EQ(put("gone", "a", "10.0.5.1", {{"lb", "least_loaded"}}), 201);
-  ASSERT_EQ(put("gone", "b", "10.0.5.2"), 201);
-  ASSERT_EQ(put("gone", "c", "10.0.5.3"), 201);
+  ASSERT_EQ(put("gone", "a", "127.0.5.1", {{"lb", "least_loaded"}}), 201);
+  ASSERT_EQ(put("gone", "b", "127.0.5.2"), 201);
+  ASSERT_EQ(put("gone", "c", "127.0.5.3"), 201);
   ASSERT_EQ(heartbeat("gone", "a", 0.0), 200);  // the favourite of least_loaded
   ASSERT_EQ(heartbeat("gone", "b", 2.0), 200);  // c counts as the average, 1
   EXPECT_EQ(resolve("gone"), "a");
@@ -215,7 +215,7 @@ TEST_F(LbDaemonTest, ARemovedReplicaNeverComesFirstAndNoneLeftIs404) {
   for (int i = 0; i < 300; ++i) {
     const auto answer = addresses("gone");
     ASSERT_EQ(answer.size(), 2u);
-    ASSERT_NE(answer.front(), "10.0.5.1");
+    ASSERT_NE(answer.front(), "127.0.5.1");
   }
   for (const auto& strategy : {"round_robin", "weighted", "least_loaded", "random"}) {
     for (int i = 0; i < 20; ++i) {

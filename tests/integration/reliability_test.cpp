@@ -141,7 +141,7 @@ void run_writes(Worker& worker, int worker_index, std::uint16_t http_port,
       id = "w" + std::to_string(worker_index) + "-" + std::to_string(k);
       auto& instance = worker.instances[id];
       instance.service = service_name(k % kServices);
-      instance.address = "10." + std::to_string(worker_index) + "." + std::to_string(k / 250) +
+      instance.address = "127." + std::to_string(worker_index) + "." + std::to_string(k / 250) +
                          "." + std::to_string(k % 250 + 1);
       after = {true, 1, std::nullopt};
       method = "PUT";
@@ -349,11 +349,11 @@ class StorageFaultTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(daemon.start()) << daemon.log();
     http = HttpClient(daemon.http_port());
-    ASSERT_EQ(put("orders", "a1", "10.0.0.1"), 201);
-    ASSERT_EQ(put("inventory", "i1", "10.0.1.1"), 201);
+    ASSERT_EQ(put("orders", "a1", "127.0.0.1"), 201);
+    ASSERT_EQ(put("inventory", "i1", "127.0.1.1"), 201);
     // "orders" is now in the daemon's cache; "inventory" is only in the database.
     ASSERT_EQ(a_record_addresses(daemon.dns_port(), "orders.service.discovery."),
-              std::vector<std::string>{"10.0.0.1"});
+              std::vector<std::string>{"127.0.0.1"});
   }
   void TearDown() override {
     if (HasFailure()) std::cerr << "---- daemon log ----\n" << daemon.log().substr(0, 20000);
@@ -381,7 +381,7 @@ class StorageFaultTest : public ::testing::Test {
     const auto inventory = http.get("/v1/services/inventory");
     EXPECT_EQ(inventory.status, 200) << when << ": " << inventory.body;
     const auto uncached = a_record_addresses(daemon.dns_port(), "inventory.service.discovery.");
-    EXPECT_EQ(uncached, std::vector<std::string>{"10.0.1.1"}) << when;
+    EXPECT_EQ(uncached, std::vector<std::string>{"127.0.1.1"}) << when;
     EXPECT_LT(Clock::now() - start, 3s) << when;
   }
   // After a SIGKILL and restart, what the database kept.
@@ -410,14 +410,14 @@ TEST_F(StorageFaultTest, AFullDiskAnswers503KeepsLookupsAndRecoversWhenSpaceRetu
       std::max(file_size_or_zero(daemon.db_path()), file_size_or_zero(daemon.db_path() + "-wal"));
   ASSERT_TRUE(set_file_size_limit(daemon.process()->pid(), std::to_string(used + 64 * 1024)));
 
-  std::map<std::string, std::string> acknowledged = {{"a1", "10.0.0.1"}};  // id -> address
+  std::map<std::string, std::string> acknowledged = {{"a1", "127.0.0.1"}};  // id -> address
   std::set<std::string> refused;
   json refusal;
   json padding;  // 4 KB per registration: fills pages faster
   for (int k = 0; k < 8; ++k) padding["pad" + std::to_string(k)] = std::string(500, 'x');
   for (int n = 0; n < 400 && refused.size() < 5; ++n) {
     const std::string id = "f" + std::to_string(n);
-    const std::string address = "10.0.2." + std::to_string(n % 250 + 1);
+    const std::string address = "127.0.2." + std::to_string(n % 250 + 1);
     const auto start = Clock::now();
     const auto result = http.put("/v1/services/orders/instances/" + id,
                                  {{"address", address}, {"port", 80}, {"meta", padding}});
@@ -454,9 +454,9 @@ TEST_F(StorageFaultTest, AFullDiskAnswers503KeepsLookupsAndRecoversWhenSpaceRetu
   // Space returns: the very next write succeeds, without a restart.
   ASSERT_TRUE(set_file_size_limit(daemon.process()->pid(), "unlimited"));
   const auto retried = *refused.begin();
-  EXPECT_EQ(put("orders", retried, "10.0.3.1"), 201);
-  acknowledged[retried] = "10.0.3.1";
-  EXPECT_EQ(put("orders", "after", "10.0.3.2"), 201);
+  EXPECT_EQ(put("orders", retried, "127.0.3.1"), 201);
+  acknowledged[retried] = "127.0.3.1";
+  EXPECT_EQ(put("orders", "after", "127.0.3.2"), 201);
   EXPECT_EQ(http.del("/v1/services/orders/instances/after").status, 200);
   EXPECT_EQ(http.del("/v1/services/orders/instances/a1").status, 200);
   acknowledged.erase("a1");
@@ -475,7 +475,7 @@ TEST_F(StorageFaultTest, ALockedDatabaseAnswers503KeepsLookupsAndRecoversWhenRel
 
   const auto start = Clock::now();
   const auto refused =
-      http.put("/v1/services/orders/instances/b1", {{"address", "10.0.0.9"}, {"port", 80}});
+      http.put("/v1/services/orders/instances/b1", {{"address", "127.0.0.9"}, {"port", 80}});
   const auto waited = Clock::now() - start;
   ASSERT_EQ(refused.status, 503) << refused.body;
   EXPECT_NE(refused.json()["error"].get<std::string>().find("database busy"), std::string::npos)
@@ -484,12 +484,12 @@ TEST_F(StorageFaultTest, ALockedDatabaseAnswers503KeepsLookupsAndRecoversWhenRel
   // Bounded by the busy timeout (2 s by default) plus scheduling on a loaded
   // machine: well inside the HTTP request timeout, so clients get a real answer.
   EXPECT_LT(waited, 8s);
-  expect_lookups_work({"10.0.0.1"}, "while the database is locked");
+  expect_lookups_work({"127.0.0.1"}, "while the database is locked");
 
   blocker.exec("ROLLBACK");
-  EXPECT_EQ(put("orders", "a2", "10.0.0.2"), 201);
+  EXPECT_EQ(put("orders", "a2", "127.0.0.2"), 201);
   EXPECT_EQ(a_record_addresses(daemon.dns_port(), "orders.service.discovery."),
-            (std::vector<std::string>{"10.0.0.1", "10.0.0.2"}));
+            (std::vector<std::string>{"127.0.0.1", "127.0.0.2"}));
   EXPECT_EQ(ids_after_crash("orders"), (std::set<std::string>{"a1", "a2"}));
 }
 
@@ -517,7 +517,7 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
   };
   ASSERT_TRUE(wait_until([&] { return cache_status() == "ok"; })) << daemon.log();
   ASSERT_EQ(
-      http.put("/v1/services/faulty/instances/anchor", {{"address", "10.8.0.1"}, {"port", 80}})
+      http.put("/v1/services/faulty/instances/anchor", {{"address", "127.8.0.1"}, {"port", 80}})
           .status,
       201);
 
@@ -554,7 +554,7 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
     for (int i = 0; i < rounds; ++i, ++round) {
       const std::string id = "c" + std::to_string(round);
       const std::string address =
-          "10.8." + std::to_string(1 + round / 250) + "." + std::to_string(1 + round % 250);
+          "127.8." + std::to_string(1 + round / 250) + "." + std::to_string(1 + round % 250);
       ASSERT_EQ(
           http.put("/v1/services/faulty/instances/" + id, {{"address", address}, {"port", 80}})
               .status,
@@ -612,7 +612,7 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
   EXPECT_GT(saw_churned, 0u);  // the churned instances were seen: the check had teeth
   // Afterwards only the anchor is left, in DNS and Redis alike.
   EXPECT_EQ(a_record_addresses(daemon.dns_port(), "faulty.service.discovery."),
-            std::vector<std::string>{"10.8.0.1"});
+            std::vector<std::string>{"127.8.0.1"});
   if (HasFailure()) std::cerr << "---- daemon log ----\n" << daemon.log().substr(0, 20000);
 }
 
@@ -642,7 +642,7 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
   const auto http_port = daemon.http_port();
   const auto dns_port = daemon.dns_port();
   ASSERT_EQ(HttpClient(http_port)
-                .put("/v1/services/web/instances/w0", {{"address", "10.7.0.1"}, {"port", 80}})
+                .put("/v1/services/web/instances/w0", {{"address", "127.7.0.1"}, {"port", 80}})
                 .status,
             201);
 
@@ -652,7 +652,7 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
   std::vector<std::string> slow_rest;
   for (int s = 0; s < kSlow; ++s) {
     const std::string body =
-        json({{"address", "10.7.1." + std::to_string(s + 1)}, {"port", 80}}).dump();
+        json({{"address", "127.7.1." + std::to_string(s + 1)}, {"port", 80}}).dump();
     const std::string head = "PUT /v1/services/slow/instances/s" + std::to_string(s) +
                              " HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
                              "Content-Length: " +
@@ -677,7 +677,7 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
         const std::string id = "b" + std::to_string(c) + "-" + std::to_string(n);
         const auto result =
             http.put("/v1/services/web/instances/" + id,
-                     {{"address", "10.7.2." + std::to_string(c + 1)}, {"port", 1000 + n}});
+                     {{"address", "127.7.2." + std::to_string(c + 1)}, {"port", 1000 + n}});
         if (result.status == 0) return;  // the listener is closed
         if (result.status == 201) {
           std::lock_guard lock(mutex);

@@ -114,18 +114,18 @@ class TlsDaemonTest : public ::testing::Test {
 TEST_F(TlsDaemonTest, RegistrationOverHttpsReachesDns) {
   start();
   const auto created =
-      put_json("/v1/services/orders/instances/a1", {{"address", "10.1.2.3"}, {"port", 8080}});
+      put_json("/v1/services/orders/instances/a1", {{"address", "127.1.2.3"}, {"port", 8080}});
   ASSERT_EQ(created.exit_code, 0) << created.error;
   EXPECT_EQ(created.status, 201) << created.body;
 
   const auto read_back = curl(url("/v1/services/orders"));
   ASSERT_EQ(read_back.status, 200) << read_back.error;
-  EXPECT_EQ(read_back.json_body()["instances"][0]["address"], "10.1.2.3") << read_back.body;
+  EXPECT_EQ(read_back.json_body()["instances"][0]["address"], "127.1.2.3") << read_back.body;
 
   const auto dig =
       dns::testing::run_command("dig @127.0.0.1 -p " + std::to_string(daemon.dns_port()) +
                                 " +short orders.service.discovery A 2>&1");
-  EXPECT_EQ(dig.value_or(""), "10.1.2.3\n");
+  EXPECT_EQ(dig.value_or(""), "127.1.2.3\n");
 
   const auto http = status()["http"];
   EXPECT_EQ(http["tls"], true) << http.dump();
@@ -251,7 +251,7 @@ TEST_F(TlsDaemonTest, BodyAndHeaderLimitsHoldOverTls) {
   // answer: the 413 must survive the server refusing (and closing) early.
   const auto huge = put_json(
       "/v1/services/orders/instances/a1",
-      {{"address", "10.1.2.3"}, {"port", 8080}, {"meta", {{"pad", std::string(900'000, 'x')}}}});
+      {{"address", "127.1.2.3"}, {"port", 8080}, {"meta", {{"pad", std::string(900'000, 'x')}}}});
   EXPECT_EQ(huge.status, 413) << huge.error;
   EXPECT_EQ(huge.json_body()["field"], "body") << huge.body;
 

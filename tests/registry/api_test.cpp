@@ -50,7 +50,7 @@ class ApiTest : public ::testing::Test {
     EXPECT_TRUE(body.at("error").is_string());
     EXPECT_EQ(body.at("field"), field);
   }
-  const std::string kInstance = R"({"address":"10.1.2.3","port":8080})";
+  const std::string kInstance = R"({"address":"127.1.2.3","port":8080})";
 };
 
 TEST_F(ApiTest, RegisterCreatesThenUpdates) {
@@ -60,11 +60,11 @@ TEST_F(ApiTest, RegisterCreatesThenUpdates) {
   auto again = call("PUT", "/v1/services/orders/instances/a1", kInstance);
   EXPECT_EQ(again.status, 200);
   auto moved =
-      call("PUT", "/v1/services/orders/instances/a1", R"({"address":"10.1.2.4","port":8080})");
+      call("PUT", "/v1/services/orders/instances/a1", R"({"address":"127.1.2.4","port":8080})");
   EXPECT_EQ(moved.status, 200);
   const auto listed = body_of(call("GET", "/v1/services/orders"));
   ASSERT_EQ(listed["instances"].size(), 1u);
-  EXPECT_EQ(listed["instances"][0]["address"], "10.1.2.4");
+  EXPECT_EQ(listed["instances"][0]["address"], "127.1.2.4");
 }
 
 TEST_F(ApiTest, NamesAreCaseInsensitiveAndStoredLowerCase) {
@@ -171,10 +171,10 @@ TEST_F(ApiTest, RegistrationFilterRefusesWithItsMessageAndField) {
         return std::nullopt;
       });
   const auto refused =
-      call("PUT", "/v1/services/orders/instances/a1", R"({"address":"10.1.2.3","port":1})");
+      call("PUT", "/v1/services/orders/instances/a1", R"({"address":"127.1.2.3","port":1})");
   expect_error(refused, 400, "port");
   EXPECT_EQ(body_of(refused)["error"], "port 1 is refused");
-  expect_error(call("POST", "/v1/services/orders/instances", R"({"address":"10.1.2.3","port":1})"),
+  expect_error(call("POST", "/v1/services/orders/instances", R"({"address":"127.1.2.3","port":1})"),
                400, "port");
   EXPECT_TRUE(store.list_services().empty());
   EXPECT_EQ(writer.stats().mutations, 0u);
@@ -220,7 +220,7 @@ class ApiAuthTest : public ApiTest {
     EXPECT_EQ(writer.stats().mutations, mutations_before);
     const auto instances = store.read_service("payments").instances;
     ASSERT_EQ(instances.size(), 1u);
-    EXPECT_EQ(instances[0].registration.address.to_string(), "10.1.2.3");
+    EXPECT_EQ(instances[0].registration.address.to_string(), "127.1.2.3");
     EXPECT_FALSE(instances[0].last_heartbeat_at);
     EXPECT_FALSE(instances[0].load);
   }
@@ -240,7 +240,7 @@ TEST_F(ApiAuthTest, WritesWithoutATokenAre401AndChangeNothing) {
       {"PUT", "/v1/services/payments/instances/p1/heartbeat"},
   };
   for (const auto& [method, target] : writes) {
-    const std::string body = method == "DELETE" ? "" : R"({"address":"10.9.9.9","port":1})";
+    const std::string body = method == "DELETE" ? "" : R"({"address":"127.9.9.9","port":1})";
     const auto missing = call_as("", method, target, body);
     expect_error(missing, 401, "Authorization");
     EXPECT_EQ(header(missing, "WWW-Authenticate"), R"(Bearer realm="discoveryd")");
@@ -263,7 +263,7 @@ TEST_F(ApiAuthTest, WritesWithoutATokenAre401AndChangeNothing) {
 
 TEST_F(ApiAuthTest, AScopedTokenCannotChangeAnotherService) {
   register_payments();
-  const std::string moved = R"({"address":"10.9.9.9","port":8080})";
+  const std::string moved = R"({"address":"127.9.9.9","port":8080})";
   for (const auto& [method, target, body] :
        std::vector<std::tuple<std::string, std::string, std::string>>{
            {"PUT", "/v1/services/payments/instances/p1", moved},

@@ -18,7 +18,8 @@ using namespace std::chrono_literals;
 using store::Outcome;
 
 store::Registration make_registration(std::string service, std::string id,
-                                      std::string address = "10.0.0.1", std::uint16_t port = 8080) {
+                                      std::string address = "127.0.0.1",
+                                      std::uint16_t port = 8080) {
   store::Registration registration;
   registration.service = std::move(service);
   registration.id = std::move(id);
@@ -104,7 +105,7 @@ TEST_F(SqliteStoreTest, StrategyIsServiceWideAndTheLastWriterWins) {
   EXPECT_EQ(set.previous_lb, "");
   EXPECT_EQ(db.read_service("orders").lb, store::LbStrategy::weighted);
   EXPECT_EQ(apply(db, store::Upsert{a}).outcome, Outcome::unchanged);
-  auto b = make_registration("orders", "b1", "10.0.0.2");
+  auto b = make_registration("orders", "b1", "127.0.0.2");
   b.lb = store::LbStrategy::least_loaded;
   const auto changed = apply(db, store::Upsert{b});
   EXPECT_EQ(changed.outcome, Outcome::created);
@@ -113,7 +114,7 @@ TEST_F(SqliteStoreTest, StrategyIsServiceWideAndTheLastWriterWins) {
   EXPECT_EQ(snapshot.lb, store::LbStrategy::least_loaded);
   EXPECT_FALSE(snapshot.instances[0].registration.lb);  // rows do not carry it
   // A registration that names no strategy leaves it alone.
-  auto c = make_registration("orders", "c1", "10.0.0.3");
+  auto c = make_registration("orders", "c1", "127.0.0.3");
   EXPECT_FALSE(apply(db, store::Upsert{c}).previous_lb);
   EXPECT_EQ(db.read_service("orders").lb, store::LbStrategy::least_loaded);
 }
@@ -209,7 +210,7 @@ TEST_F(SqliteStoreTest, RemoveUnhealthyKeepsAReRegisteredInstance) {
   apply(db, store::Upsert{make_registration("orders", "a1")});
   const auto probed = db.read_service("orders").instances.at(0);
   // Re-registered at a new address (later clock) after the probe.
-  store::Mutation moved = store::Upsert{make_registration("orders", "a1", "10.0.0.2")};
+  store::Mutation moved = store::Upsert{make_registration("orders", "a1", "127.0.0.2")};
   db.apply(std::span(&moved, 1), kNow + 1s);
   EXPECT_EQ(apply(db, store::RemoveUnhealthy{"orders", "a1", probed.updated_at, {}}).outcome,
             Outcome::unchanged);
@@ -314,7 +315,7 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaKeepingItsRows) {
     raw.exec(
         "INSERT INTO instances (service, id, address, port, tags, meta, weight, check_type, "
         "check_path, check_port, check_interval_ms, check_timeout_ms, check_ttl_ms, "
-        "check_failures, registered_at_ms, updated_at_ms) VALUES ('orders', 'a1', '10.0.0.9', "
+        "check_failures, registered_at_ms, updated_at_ms) VALUES ('orders', 'a1', '127.0.0.9', "
         "80, '[\"v1\"]', '{}', 3, 'tcp', '', 0, 0, 0, 0, 0, 1, 1)");
   }
   store::SqliteStore db({path});
@@ -322,7 +323,7 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaKeepingItsRows) {
   const auto snapshot = db.read_service("orders");
   EXPECT_EQ(snapshot.version, 7u);
   ASSERT_EQ(snapshot.instances.size(), 1u);
-  EXPECT_EQ(snapshot.instances[0].registration.address.to_string(), "10.0.0.9");
+  EXPECT_EQ(snapshot.instances[0].registration.address.to_string(), "127.0.0.9");
   EXPECT_EQ(snapshot.instances[0].registration.tags, std::vector<std::string>{"v1"});
   SQLite::Database raw(path);
   EXPECT_NO_THROW(raw.exec("SELECT lb_strategy FROM services"));
@@ -363,7 +364,7 @@ TEST_F(SqliteStoreTest, AFullDiskFailsTheWholeBatchAndTheStoreRecoversWhenSpaceR
   ASSERT_EQ(apply(db, store::Upsert{make_registration("orders", "a1")}).outcome, Outcome::created);
   const auto before = db.read_service("orders");
 
-  auto big = make_registration("orders", "a3", "10.0.0.3");
+  auto big = make_registration("orders", "a3", "127.0.0.3");
   // Larger than SQLite's page cache: it spills to the WAL in the middle of the
   // statement, so the failure also hits a mutation, not only the COMMIT.
   big.meta["blob"] = std::string(4 << 20, 'x');
