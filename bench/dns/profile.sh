@@ -17,7 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 # Nothing the benchmark starts can reach beyond loopback: re-run inside a network
 # namespace with only loopback (.ci/loopback-netns.sh; it warns where it cannot).
 [ -n "${DISCOVERYD_LOOPBACK_NETNS:-}" ] || exec "$ROOT/.ci/loopback-netns.sh" bash "$HERE/${0##*/}" "$@"
-SHARED=${SHARED_BENCH:-/work/shared/bench}
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 export BENCH_WORK=${BENCH_WORK:-$ROOT/bench/.work}
 CFG=redis SECS=10 RATE="" OUT=""
 while getopts "C:l:Q:o:h" o; do

@@ -4,7 +4,7 @@
 Usage: bench/dns/register.py ZONEFILE HOST:PORT [--threads 16] [--check-ttl 1h]
 
 For every service i and instance j of the zone (records written by
-/work/shared/bench/gen-zone.py):
+../shared/bench/gen-zone.py):
     svc-<i>-<j>             A    ADDR                  -> the instance's address
     _svc-<i>._tcp           SRV  PRIO WEIGHT PORT svc-<i>-<j>   -> its port and weight
 it sends

@@ -1,6 +1,6 @@
 #!/bin/bash
 # bench/dns/run.sh - discoveryd's DNS read path side by side with Knot and NSD, using
-# the shared harness (/work/shared/bench: gen-zone.py, servers.sh, anchors.sh, dns-qps.sh).
+# the shared harness (../shared/bench: gen-zone.py, servers.sh, anchors.sh, dns-qps.sh).
 #
 # Usage: bench/dns/run.sh [options]
 #   -n N          services (default 1000)           -k K   instances per service (default 3)
@@ -20,7 +20,7 @@
 #   -M            skip the max-throughput phase (then "knot" in -R is skipped too)
 #   -p PRIO       none (default) | nice | rt : the harness's scheduling option (anchors.sh -p);
 #                 rt (SCHED_FIFO) removes most noise from other jobs but starves them meanwhile
-#   -b            also run /work/shared/bench/redis-bench.sh 1 5 (redis-benchmark GET/SET)
+#   -b            also run ../shared/bench/redis-bench.sh 1 5 (redis-benchmark GET/SET)
 #   -o DIR        results (default bench/results/dns-<timestamp>, git-ignored)
 # Env: DISCOVERYD (binary, default build/discoveryd), BENCH_WORK (default bench/.work),
 #      DNS_REDIS (use this Redis), DNS_REDIS_TIMEOUT (--redis-timeout; see serve.sh).
@@ -31,7 +31,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 # Nothing the benchmark starts can reach beyond loopback: re-run inside a network
 # namespace with only loopback (.ci/loopback-netns.sh; it warns where it cannot).
 [ -n "${DISCOVERYD_LOOPBACK_NETNS:-}" ] || exec "$ROOT/.ci/loopback-netns.sh" bash "$HERE/${0##*/}" "$@"
-SHARED=${SHARED_BENCH:-/work/shared/bench}
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
 export BENCH_WORK=${BENCH_WORK:-$ROOT/bench/.work}
 mkdir -p "$BENCH_WORK/dns"
 [ -e "$BENCH_WORK/.gitignore" ] || echo '*' > "$BENCH_WORK/.gitignore"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # serve.sh CONFIG DNS_PORT : runs discoveryd in the foreground for the benchmark
-# harness (/work/shared/bench/anchors.sh -x "NAME PORT bench/dns/serve.sh CONFIG PORT").
+# harness (../shared/bench/anchors.sh -x "NAME PORT bench/dns/serve.sh CONFIG PORT").
 #
 # CONFIG (cache configuration of the read path, docs/architecture.md):
 #   redis         near cache on, Redis (production default)            [config a]
