@@ -12,7 +12,8 @@
 #   -r REPS       repetitions, interleaved (default 3)
 #   -l SECONDS    measured run (default 10)     -w SECONDS  warm-up before each run (default 2)
 #   -c CLIENTS    dnsperf -c (default 4)
-#   -q FILE       query file (default: queries.txt of the generated data; e.g. queries-nx.txt)
+#   -q FILE       query file (default: queries.txt of the generated data; e.g. queries-nx.txt);
+#                 repeat -q for several files, measured interleaved in each repetition
 #   -R "RATES"    open-loop phases (dnsperf -Q, -v for percentiles); "knot" = Knot's median
 #                 max-throughput QPS of this run rounded down to 1000 (default "knot 50000";
 #                 "" skips the open-loop phases)
@@ -38,12 +39,12 @@ mkdir -p "$BENCH_WORK/dns"
 export DISCOVERYD=${DISCOVERYD:-$ROOT/build/discoveryd}
 
 N=1000 K=3 CONFIGS="a b c d" SERVERS="echo-mmsg knot nsd" REPS=3 SECS=10 WARM=2 CLIENTS=4
-QFILE="" RATES="knot 50000" OREPS="" REDISBENCH=0 OUT="" SKIPMAX=0
+QFILES=() RATES="knot 50000" OREPS="" REDISBENCH=0 OUT="" SKIPMAX=0
 while getopts "n:k:C:s:r:l:w:c:q:R:P:p:Mbo:h" o; do
     case $o in
         n) N=$OPTARG ;; k) K=$OPTARG ;; C) CONFIGS=$OPTARG ;; s) SERVERS=$OPTARG ;;
         r) REPS=$OPTARG ;; l) SECS=$OPTARG ;; w) WARM=$OPTARG ;; c) CLIENTS=$OPTARG ;;
-        q) QFILE=$OPTARG ;; R) RATES=$OPTARG ;; P) OREPS=$OPTARG ;; b) REDISBENCH=1 ;; o) OUT=$OPTARG ;; p) export PRIO=$OPTARG ;; M) SKIPMAX=1 ;;
+        q) QFILES+=("$OPTARG") ;; R) RATES=$OPTARG ;; P) OREPS=$OPTARG ;; b) REDISBENCH=1 ;; o) OUT=$OPTARG ;; p) export PRIO=$OPTARG ;; M) SKIPMAX=1 ;;
         *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
     esac
 done
@@ -66,7 +67,9 @@ if ! grep -qs "^services=$N instances=$K ttl=5 queries=100000 " "$DATA/meta.txt"
     "$SHARED/gen-zone.py" -n "$N" -k "$K" -o "$DATA" || die "gen-zone.py failed"
 fi
 "$SHARED/servers.sh" prepare || die "servers.sh prepare failed"
-QFILE=${QFILE:-$DATA/queries.txt}
+[ ${#QFILES[@]} -gt 0 ] || QFILES=("$DATA/queries.txt")
+QARGS=()
+for f in "${QFILES[@]}"; do QARGS+=(-q "$f"); done
 
 # 2. register the zone's N x K instances over HTTP into a template database; every
 #    benchmarked daemon starts on a copy of it (bench/dns/serve.sh)
@@ -99,7 +102,7 @@ done
 {
     echo "date: $(date -Is)  commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) (worktree $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -c .) changed files)"
     echo "binary: $DISCOVERYD $(stat -c '%y %s bytes' "$DISCOVERYD") build type $(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$(dirname "$DISCOVERYD")/CMakeCache.txt" 2>/dev/null)"
-    echo "args: -n $N -k $K -C '$CONFIGS' -s '$SERVERS' -r $REPS -l $SECS -w $WARM -c $CLIENTS -q $QFILE -R '$RATES' -P $OREPS prio=${PRIO:-none} redis_timeout=${DNS_REDIS_TIMEOUT:-default}"
+    echo "args: -n $N -k $K -C '$CONFIGS' -s '$SERVERS' -r $REPS -l $SECS -w $WARM -c $CLIENTS -q '${QFILES[*]}' -R '$RATES' -P $OREPS prio=${PRIO:-none} redis_timeout=${DNS_REDIS_TIMEOUT:-default}"
     echo "redis: $(redis-server --version)"
 } > "$OUT/run-env.txt"
 
@@ -107,7 +110,7 @@ done
 if [ "$SKIPMAX" = 0 ]; then
 log "phase 1: max throughput ($REPS reps x $SECS s)"
 mkdir -p "$OUT/max/serve-reports"
-DNS_REPORT_DIR=$OUT/max/serve-reports "$SHARED/anchors.sh" -s "$SERVERS" -m pinned -q "$QFILE" -r "$REPS" -l "$SECS" -w "$WARM" -c "$CLIENTS" \
+DNS_REPORT_DIR=$OUT/max/serve-reports "$SHARED/anchors.sh" -s "$SERVERS" -m pinned "${QARGS[@]}" -r "$REPS" -l "$SECS" -w "$WARM" -c "$CLIENTS" \
     -o "$OUT/max" "${X[@]}" 2>&1 | tee "$OUT/max.log"
 "$HERE/report.py" split "$OUT/max" > "$OUT/max/split.md"
 fi
@@ -122,7 +125,7 @@ for rate in $RATES; do
     fi
     log "phase: open loop at $rate q/s ($OREPS reps x $SECS s, dnsperf -v)"
     mkdir -p "$OUT/open-$rate/serve-reports"
-    DNS_REPORT_DIR=$OUT/open-$rate/serve-reports DNSPERF_OPTS="${DNSPERF_OPTS:-} -v" "$SHARED/anchors.sh" -s "$SERVERS" -m pinned -q "$QFILE" -r "$OREPS" \
+    DNS_REPORT_DIR=$OUT/open-$rate/serve-reports DNSPERF_OPTS="${DNSPERF_OPTS:-} -v" "$SHARED/anchors.sh" -s "$SERVERS" -m pinned "${QARGS[@]}" -r "$OREPS" \
         -l "$SECS" -w "$WARM" -c "$CLIENTS" -Q "$rate" -o "$OUT/open-$rate" "${X[@]}" 2>&1 | tee "$OUT/open-$rate.log"
     "$HERE/report.py" latency "$OUT/open-$rate"/raw/*.txt > "$OUT/open-$rate/latency.tsv"
     "$HERE/report.py" split "$OUT/open-$rate" > "$OUT/open-$rate/split.md"

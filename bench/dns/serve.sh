@@ -48,6 +48,8 @@ cp "$TEMPLATE" "$tmp/d.db"
 rpid="" dpid="" redis_addr=none
 
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null; }
+rss_start="" rport=""
 shutdown() {
     local http st
     http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$tmp/ready.json" 2>/dev/null)
@@ -55,6 +57,8 @@ shutdown() {
     {
         echo "stop: $(date -Is) config=$CFG port=$PORT"
         echo "cpu_ticks daemon=$( [ -n "$dpid" ] && ticks "$dpid") redis=$( [ -n "$rpid" ] && ticks "$rpid") hz=$(getconf CLK_TCK)"
+        echo "memory: rss_start_kb=$rss_start rss_kb=$(status_kb "$dpid" VmRSS) hwm_kb=$(status_kb "$dpid" VmHWM)"
+        [ -n "$rport" ] && echo "redis_keys: $(redis-cli -p "$rport" DBSIZE)"
         echo "status: ${st:-}"
         grep -v '^serve.sh:' "$tmp/daemon.log" 2>/dev/null | tail -20 | sed 's/^/log: /'
     } | tee -a "${DNS_REPORT_DIR:-$tmp}/serve-$CFG.txt"
@@ -107,6 +111,7 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
+rss_start=$(status_kb "$dpid" VmRSS)
 echo "serve.sh: serving, daemon pid $dpid, redis pid ${rpid:-none}; start status: $(curl -s --max-time 1 "http://$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$tmp/ready.json")/v1/status" | grep -o '"cache":{[^}]*}')"
 while kill -0 "$dpid" 2>/dev/null; do wait "$dpid"; done
 echo "serve.sh: discoveryd exited on its own"
