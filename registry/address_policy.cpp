@@ -35,9 +35,16 @@ std::vector<store::IpAddress> interface_addresses() {
   return addresses;
 }
 
+// Appended piece by piece: GCC 12 at -O3 raises a false -Wrestrict inside
+// libstdc++ for `"[" + std::string&&` (operator+ inlined into insert(0, ...)).
 std::string endpoint_text(const store::IpAddress& address, std::uint16_t port) {
-  const std::string host = address.is_v4() ? address.to_string() : "[" + address.to_string() + "]";
-  return host + ":" + std::to_string(port);
+  std::string text;
+  if (!address.is_v4()) text += '[';
+  text += address.to_string();
+  if (!address.is_v4()) text += ']';
+  text += ':';
+  text += std::to_string(port);
+  return text;
 }
 
 }  // namespace
