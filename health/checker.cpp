@@ -48,6 +48,7 @@ std::string key_of(std::string_view service, std::string_view id) {
 struct Stamps {
   store::TimePoint updated_at{};
   std::optional<store::TimePoint> last_heartbeat_at;
+  std::uint64_t renewals = 0;
 };
 
 enum class Phase : std::uint8_t { idle, queued, probing, removing };
@@ -67,6 +68,9 @@ struct Tracked {
   store::TimePoint tracked_since{};
   std::optional<store::TimePoint> last_heartbeat;
   FailureCount count;
+  // The row's renewals (proofs of life) as last learnt from a read or a commit:
+  // the count is based on them, and check records say so (see store::CheckRecord).
+  std::uint64_t renewals = 0;
   std::string last_reason;
   std::uint64_t touched = 0;  // commit sequence of the last commit that changed it
   std::uint64_t seen_epoch = 0;
@@ -85,9 +89,10 @@ struct SlotRef {
   std::uint32_t generation;
 };
 
-// What a commit did to one instance, copied off the writer thread.
+// What a commit did to one instance, copied off the writer thread. A renewal is
+// an identical re-registration: proof of life like a heartbeat, without one.
 struct Change {
-  enum class Kind : std::uint8_t { upsert, forget, heartbeat };
+  enum class Kind : std::uint8_t { upsert, forget, heartbeat, renewal };
   Kind kind = Kind::upsert;
   std::string service;
   std::string id;
@@ -95,6 +100,7 @@ struct Change {
   std::uint16_t port = 0;    // upsert only
   store::HealthCheck check;  // upsert only
   store::TimePoint at{};
+  std::uint64_t renewals = 0;  // the row's after the commit (not for forget)
 };
 
 std::string format_ms(std::chrono::milliseconds duration) {
@@ -157,7 +163,7 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
       if (auto tomb = tombstones_.find(key); tomb != tombstones_.end() && tomb->second > sequence) {
         continue;
       }
-      const Stamps stamps{instance.updated_at, instance.last_heartbeat_at};
+      const Stamps stamps{instance.updated_at, instance.last_heartbeat_at, instance.renewals};
       if (auto found = index_.find(key); found != index_.end()) {
         Tracked& tracked = slots_[found->second];
         tracked.seen_epoch = epoch_;
@@ -168,8 +174,10 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
           reset(found->second, reg.address, reg.port, reg.check, now);
           tracked.stamps = stamps;
           tracked.last_heartbeat = instance.last_heartbeat_at;
+          tracked.renewals = instance.renewals;
         } else {
           tracked.stamps = stamps;
+          adopt_renewals(tracked, instance.renewals);
           if (instance.last_heartbeat_at &&
               (!tracked.last_heartbeat || *tracked.last_heartbeat < *instance.last_heartbeat_at)) {
             tracked.last_heartbeat = instance.last_heartbeat_at;
@@ -183,6 +191,7 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
               instance.registration.check, now, instance.consecutive_failures);
       slots_[slot].stamps = stamps;
       slots_[slot].last_heartbeat = instance.last_heartbeat_at;
+      slots_[slot].renewals = instance.renewals;
       slots_[slot].seen_epoch = epoch_;
     }
     // Gone from the database (another daemon removed it) and not re-added since.
@@ -234,10 +243,12 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
           if (found != index_.end()) {
             reset(found->second, change.address, change.port, change.check, change.at);
             slots_[found->second].touched = sequence;
+            slots_[found->second].renewals = change.renewals;
           } else {
             const std::uint32_t slot = add(std::move(key), change.service, change.id,
                                            change.address, change.port, change.check, change.at, 0);
             slots_[slot].touched = sequence;
+            slots_[slot].renewals = change.renewals;
           }
           break;
         case Change::Kind::forget:
@@ -245,12 +256,17 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
           if (found != index_.end()) forget(found->second);
           break;
         case Change::Kind::heartbeat:
+        case Change::Kind::renewal:
+          // Proof of life: the failures so far no longer count, and a removal not
+          // yet submitted is reconsidered with the moved stamps (a submitted one
+          // comes back `unchanged`: the store sees the renewal).
           if (found != index_.end()) {
             Tracked& tracked = slots_[found->second];
-            tracked.last_heartbeat = change.at;
+            if (change.kind == Change::Kind::heartbeat) tracked.last_heartbeat = change.at;
             tracked.stamps.reset();
             tracked.suppressed = false;
             tracked.touched = sequence;
+            tracked.renewals = change.renewals;
             set_failures_cleared(tracked);
           }
           break;
@@ -367,6 +383,16 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   void set_failures_cleared(Tracked& tracked) {
     if (tracked.count.failing()) failing_.fetch_sub(1);
     tracked.count.reset();
+  }
+
+  // A read shows renewals this checker did not hear of (another daemon sharing
+  // the database took a heartbeat or re-registration): the failures counted
+  // before them no longer count, as if the commit had reached us.
+  void adopt_renewals(Tracked& tracked, std::uint64_t renewals) {
+    if (renewals == tracked.renewals) return;
+    tracked.renewals = renewals;
+    tracked.suppressed = false;
+    set_failures_cleared(tracked);
   }
 
   // --- scheduling ----------------------------------------------------------------
@@ -561,7 +587,8 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
       if (found == index_.end()) continue;
       Tracked& tracked = slots_[found->second];
       if (tracked.touched > sequence) continue;
-      tracked.stamps = Stamps{instance.updated_at, instance.last_heartbeat_at};
+      tracked.stamps = Stamps{instance.updated_at, instance.last_heartbeat_at, instance.renewals};
+      adopt_renewals(tracked, instance.renewals);
       if (found->second == slot) present = true;
     }
     if (!valid(slot, generation) || slots_[slot].phase != Phase::removing) return;
@@ -577,7 +604,7 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   void submit_removal(std::uint32_t slot, RemovalEvent event) {
     const Tracked& tracked = slots_[slot];
     store::RemoveUnhealthy removal{tracked.service, tracked.id, tracked.stamps->updated_at,
-                                   tracked.stamps->last_heartbeat_at};
+                                   tracked.stamps->last_heartbeat_at, tracked.stamps->renewals};
     writer_.submit(std::move(removal),
                    [self = shared_from_this(), slot, generation = tracked.generation,
                     event = std::move(event)](const store::MutationResult& r) {
@@ -637,10 +664,12 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
       store::CheckRecord& pending = records_[static_cast<std::size_t>(tracked.pending_record)];
       pending.checked_at = now;
       pending.consecutive_failures = tracked.count.failures();
+      pending.renewals = tracked.renewals;
       return;
     }
     tracked.pending_record = static_cast<std::int64_t>(records_.size());
-    records_.push_back({tracked.service, tracked.id, now, tracked.count.failures()});
+    records_.push_back(
+        {tracked.service, tracked.id, now, tracked.count.failures(), tracked.renewals});
     record_slots_.push_back(slot);
   }
 
@@ -791,11 +820,17 @@ void Checker::on_commit(const store::Writer::Commit& commit) {
   for (std::size_t i = 0; i < count; ++i) {
     const store::Outcome outcome = commit.results[i].outcome;
     const store::Mutation& mutation = commit.mutations[i];
+    const std::uint64_t renewals = commit.results[i].renewals;
     if (const auto* upsert = std::get_if<store::Upsert>(&mutation)) {
-      if (outcome != store::Outcome::created && outcome != store::Outcome::updated) continue;
       const store::Registration& reg = upsert->registration;
-      changes.push_back(
-          {Change::Kind::upsert, reg.service, reg.id, reg.address, reg.port, reg.check, at});
+      if (outcome == store::Outcome::unchanged) {
+        // Identical re-registration: nothing to probe differently, but alive.
+        changes.push_back({Change::Kind::renewal, reg.service, reg.id, {}, 0, {}, at, renewals});
+        continue;
+      }
+      if (outcome != store::Outcome::created && outcome != store::Outcome::updated) continue;
+      changes.push_back({Change::Kind::upsert, reg.service, reg.id, reg.address, reg.port,
+                         reg.check, at, renewals});
     } else if (const auto* deregister = std::get_if<store::Deregister>(&mutation)) {
       if (outcome != store::Outcome::removed) continue;
       changes.push_back({Change::Kind::forget, deregister->service, deregister->id, {}, 0, {}, at});
@@ -805,7 +840,7 @@ void Checker::on_commit(const store::Writer::Commit& commit) {
     } else if (const auto* heartbeat = std::get_if<store::Heartbeat>(&mutation)) {
       if (outcome != store::Outcome::unchanged && outcome != store::Outcome::updated) continue;
       changes.push_back(
-          {Change::Kind::heartbeat, heartbeat->service, heartbeat->id, {}, 0, {}, at});
+          {Change::Kind::heartbeat, heartbeat->service, heartbeat->id, {}, 0, {}, at, renewals});
     }
   }
   if (changes.empty()) return;

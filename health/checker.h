@@ -112,7 +112,9 @@ class Checker {
   void stop();
 
   // The writer's commit listener (writer thread): follows registrations,
-  // deregistrations, removals and heartbeats.
+  // deregistrations, removals and heartbeats. An identical re-registration
+  // (outcome `unchanged`) is proof of life like a heartbeat: it clears the
+  // failure count and stops a removal that has not been applied yet.
   void on_commit(const store::Writer::Commit& commit);
 
   Stats stats() const;

@@ -88,6 +88,11 @@ struct Instance {
   std::optional<TimePoint> last_heartbeat_at;
   std::uint32_t consecutive_failures = 0;
   std::optional<double> load;  // last reported load, if any
+  // Proofs of life so far: heartbeats and re-registrations (identical or not); 0
+  // for a new row. Health writes carry the count they were based on and the store
+  // refuses to let one undo a later proof of life (see RemoveUnhealthy and
+  // CheckRecord in store/sqlite_store.h). Not shown by the API.
+  std::uint64_t renewals = 0;
 
   const std::string& service() const { return registration.service; }
   const std::string& id() const { return registration.id; }

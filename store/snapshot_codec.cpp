@@ -45,6 +45,7 @@ std::string encode_snapshot(const ServiceSnapshot& snapshot) {
         {"lh", optional_ms(instance.last_heartbeat_at)},
         {"f", instance.consecutive_failures},
         {"l", instance.load ? json(*instance.load) : json(nullptr)},
+        {"r", instance.renewals},
     });
   }
   json document = {{"s", snapshot.service}, {"v", snapshot.version}, {"n", std::move(instances)}};
@@ -93,6 +94,8 @@ std::optional<ServiceSnapshot> decode_snapshot(std::string_view encoded) {
       instance.last_heartbeat_at = read_optional_ms(item.at("lh"));
       instance.consecutive_failures = item.at("f").get<std::uint32_t>();
       if (!item.at("l").is_null()) instance.load = item.at("l").get<double>();
+      // Entries written before renewals existed lack the key.
+      instance.renewals = item.value("r", std::uint64_t{0});
       snapshot.instances.push_back(std::move(instance));
     }
     return snapshot;

@@ -62,6 +62,11 @@ constexpr const char* kMigrations[] = {
         version INTEGER NOT NULL  -- the service version the cache must not predate
       ) WITHOUT ROWID;
     )sql",
+    // 3 -> 4: proofs of life (heartbeats, re-registrations) counted per instance, so
+    // that a health write based on an older count cannot undo one.
+    R"sql(
+      ALTER TABLE instances ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0;
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 
@@ -121,7 +126,8 @@ std::string meta_to_json(const std::map<std::string, std::string>& meta) {
 constexpr const char* kInstanceColumns =
     "service, id, address, port, tags, meta, weight, check_type, check_path, check_port, "
     "check_interval_ms, check_timeout_ms, check_ttl_ms, check_failures, registered_at_ms, "
-    "updated_at_ms, last_check_at_ms, last_heartbeat_at_ms, consecutive_failures, load";
+    "updated_at_ms, last_check_at_ms, last_heartbeat_at_ms, consecutive_failures, load, "
+    "renewals";
 
 Instance read_instance_row(SQLite::Statement& row) {
   Instance instance;
@@ -153,6 +159,7 @@ Instance read_instance_row(SQLite::Statement& row) {
   }
   instance.consecutive_failures = static_cast<std::uint32_t>(row.getColumn(18).getInt());
   if (!row.getColumn(19).isNull()) instance.load = row.getColumn(19).getDouble();
+  instance.renewals = static_cast<std::uint64_t>(row.getColumn(20).getInt64());
   return instance;
 }
 
@@ -300,6 +307,18 @@ void set_strategy(SQLite::Database& db, const std::string& service, LbStrategy s
   update.bind(2, service);
   update.exec();
 }
+// An identical re-registration: no answer changes, but the instance proved it is
+// alive, which clears its failures and outdates health writes based on the old
+// renewal count. Returns the new count.
+std::uint64_t renew(SQLite::Database& db, const Instance& existing) {
+  SQLite::Statement update(db,
+                           "UPDATE instances SET consecutive_failures = 0, renewals = renewals + 1 "
+                           "WHERE service = ? AND id = ?");
+  update.bind(1, existing.service());
+  update.bind(2, existing.id());
+  update.exec();
+  return existing.renewals + 1;
+}
 }  // namespace
 
 MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
@@ -313,17 +332,23 @@ MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
   }
   if (existing) existing->registration.lb = reg.lb;  // rows do not carry it
   if (existing && existing->registration == reg) {
-    if (!previous_lb) return no_change(*write_db_, Outcome::unchanged, reg.service);
+    const std::uint64_t renewals = renew(*write_db_, *existing);
+    if (!previous_lb) {
+      auto result = no_change(*write_db_, Outcome::unchanged, reg.service);
+      result.renewals = renewals;
+      return result;
+    }
     const std::uint64_t version = bump_version(reg.service);
     set_strategy(*write_db_, reg.service, *reg.lb);
-    return {Outcome::updated, version, {}, previous_lb};
+    return {Outcome::updated, version, {}, previous_lb, renewals};
   }
   // A changed registration starts its health history afresh: the failures counted
-  // against an old address or check say nothing about the new one.
+  // against an old address or check say nothing about the new one. It is a renewal
+  // too (a new row starts at 0).
   SQLite::Statement write(
       *write_db_,
       std::string("INSERT INTO instances (") + kInstanceColumns +
-          ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,0,NULL) "
+          ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,0,NULL,0) "
           "ON CONFLICT(service, id) DO UPDATE SET address = excluded.address, "
           "port = excluded.port, tags = excluded.tags, meta = excluded.meta, "
           "weight = excluded.weight, check_type = excluded.check_type, "
@@ -331,7 +356,7 @@ MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
           "check_interval_ms = excluded.check_interval_ms, "
           "check_timeout_ms = excluded.check_timeout_ms, check_ttl_ms = excluded.check_ttl_ms, "
           "check_failures = excluded.check_failures, updated_at_ms = excluded.updated_at_ms, "
-          "consecutive_failures = 0");
+          "consecutive_failures = 0, renewals = renewals + 1");
   const std::uint64_t version = bump_version(reg.service);
   int column = 1;
   write.bind(column++, reg.service);
@@ -352,7 +377,8 @@ MutationResult SqliteStore::apply_one(const Upsert& upsert, TimePoint now) {
   write.bind(column++, to_ms(now));
   write.exec();
   if (previous_lb) set_strategy(*write_db_, reg.service, *reg.lb);
-  return {existing ? Outcome::updated : Outcome::created, version, {}, previous_lb};
+  const Outcome outcome = existing ? Outcome::updated : Outcome::created;
+  return {outcome, version, {}, previous_lb, existing ? existing->renewals + 1 : 0};
 }
 
 MutationResult SqliteStore::apply_one(const Deregister& deregister, TimePoint) {
@@ -370,10 +396,12 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   if (!existing) {
     return no_change(*write_db_, Outcome::not_found, heartbeat.service);
   }
-  // A heartbeat is proof of life: it also clears the failure count.
+  // A heartbeat is proof of life: it also clears the failure count, and counts as
+  // a renewal so that a check record of an earlier probe cannot write it back.
   SQLite::Statement beat(*write_db_,
                          "UPDATE instances SET last_heartbeat_at_ms = ?, consecutive_failures = 0, "
-                         "load = coalesce(?, load) WHERE service = ? AND id = ?");
+                         "renewals = renewals + 1, load = coalesce(?, load) "
+                         "WHERE service = ? AND id = ?");
   beat.bind(1, to_ms(now));
   if (heartbeat.load) {
     beat.bind(2, *heartbeat.load);
@@ -385,31 +413,39 @@ MutationResult SqliteStore::apply_one(const Heartbeat& heartbeat, TimePoint now)
   beat.exec();
   // Only the reported load can change answers (least-loaded ordering); a plain
   // heartbeat leaves the version, and so every cache, alone.
+  const std::uint64_t renewals = existing->renewals + 1;
   if (heartbeat.load && existing->load != heartbeat.load) {
-    return {Outcome::updated, bump_version(heartbeat.service), {}, {}};
+    return {Outcome::updated, bump_version(heartbeat.service), {}, {}, renewals};
   }
-  return no_change(*write_db_, Outcome::unchanged, heartbeat.service);
+  auto result = no_change(*write_db_, Outcome::unchanged, heartbeat.service);
+  result.renewals = renewals;
+  return result;
 }
 
 MutationResult SqliteStore::apply_one(const RemoveUnhealthy& removal, TimePoint) {
   auto existing = find_instance(*write_db_, removal.service, removal.id);
   if (!existing) return no_change(*write_db_, Outcome::not_found, removal.service);
   if (existing->updated_at != removal.probed_updated_at ||
-      existing->last_heartbeat_at != removal.probed_last_heartbeat_at) {
+      existing->last_heartbeat_at != removal.probed_last_heartbeat_at ||
+      existing->renewals != removal.probed_renewals) {
     return no_change(*write_db_, Outcome::unchanged, removal.service);
   }
   return apply_one(Deregister{removal.service, removal.id}, {});
 }
 
 MutationResult SqliteStore::apply_one(const RecordChecks& checks, TimePoint) {
+  // A count based on older renewals is stale: the renewal since cleared it (the
+  // checker learns of it from the commit and counts afresh).
   SQLite::Statement update(*write_db_,
-                           "UPDATE instances SET last_check_at_ms = ?, consecutive_failures = ? "
+                           "UPDATE instances SET last_check_at_ms = ?, consecutive_failures = "
+                           "CASE WHEN renewals = ? THEN ? ELSE consecutive_failures END "
                            "WHERE service = ? AND id = ?");
   for (const CheckRecord& record : checks.records) {
     update.bind(1, to_ms(record.checked_at));
-    update.bind(2, static_cast<std::int64_t>(record.consecutive_failures));
-    update.bind(3, record.service);
-    update.bind(4, record.id);
+    update.bind(2, static_cast<std::int64_t>(record.renewals));
+    update.bind(3, static_cast<std::int64_t>(record.consecutive_failures));
+    update.bind(4, record.service);
+    update.bind(5, record.id);
     update.exec();  // an instance removed meanwhile simply matches no row
     update.reset();
   }

@@ -34,7 +34,9 @@ class StoreError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// Register or update (idempotent: an identical registration changes nothing).
+// Register or update. An identical registration changes no answer (outcome
+// `unchanged`, no version bump, so no cache churn) but is a proof of life: it
+// clears the failure count and counts as a renewal (Instance::renewals).
 struct Upsert {
   Registration registration;
 };
@@ -57,22 +59,29 @@ struct ReportLoad {
 };
 // The health checker's verdict: remove an instance that failed its checks. It is
 // conditional on the instance being the one that was probed: if it re-registered
-// (updated_at moved) or sent a heartbeat (last_heartbeat_at moved) since, it is
-// alive again and stays (outcome `unchanged`).
+// (updated_at moved, or an identical registration), or sent a heartbeat
+// (last_heartbeat_at moved) since, its renewals moved: it is alive again and
+// stays (outcome `unchanged`).
 struct RemoveUnhealthy {
   std::string service;
   std::string id;
   TimePoint probed_updated_at;
   std::optional<TimePoint> probed_last_heartbeat_at;
+  std::uint64_t probed_renewals = 0;
 };
 // Health bookkeeping, written in batches (one per second, say) so that probing
 // 100k instances does not mean thousands of transactions a second. It does not
 // change answers, so it does not bump versions.
+// The failure count is written only if the instance's renewals are still
+// `renewals` (those the count was based on): a heartbeat or re-registration
+// committed since cleared it, and a record of an older probe, still queued, must
+// not write the old count back. The check time is always written.
 struct CheckRecord {
   std::string service;
   std::string id;
   TimePoint checked_at;
   std::uint32_t consecutive_failures = 0;
+  std::uint64_t renewals = 0;
 };
 struct RecordChecks {
   std::vector<CheckRecord> records;
@@ -100,6 +109,9 @@ struct MutationResult {
   // Upsert only: the service's strategy before this registration changed it
   // ("" = it was unset); nullopt when the strategy did not change.
   std::optional<std::string> previous_lb;
+  // Upsert and Heartbeat that found or made the instance: its renewals after this
+  // mutation (the health checker bases its next writes on it).
+  std::uint64_t renewals = 0;
   bool changed() const {
     return outcome == Outcome::created || outcome == Outcome::updated ||
            outcome == Outcome::removed;
@@ -127,7 +139,7 @@ struct StoreOptions {
 
 class SqliteStore {
  public:
-  static constexpr int kLatestSchemaVersion = 3;
+  static constexpr int kLatestSchemaVersion = 4;
 
   // Opens (creating if needed) and migrates the database up to
   // target_schema_version. Throws StoreError if the file holds a newer schema

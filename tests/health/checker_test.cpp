@@ -198,6 +198,58 @@ TEST_F(HealthCheckerTest, FlappingInstanceThatFailsTwiceThenPassesStays) {
   EXPECT_GE(stats().record_batches, 1u);
 }
 
+// An identical re-registration between the second and the third failure is proof
+// of life: the third failure counts as the first of a new run, so the instance
+// goes only after two more. The third probe hangs (script 0) until its timeout,
+// which holds the checker there while the re-registration goes through.
+TEST_F(HealthCheckerTest, IdenticalReRegistrationBetweenFailuresRestartsTheCount) {
+  TestHttpServer server;
+  server.set_script({503, 503, 0});
+  server.set_status(503);
+  const auto registration = instance("again", server.port(), store::CheckType::http);
+  add(registration);
+  auto options = fast_options();
+  // Longer than the interval (the API would refuse it; the checker does not
+  // care): the hanging probe leaves a wide window for the re-registration.
+  options.default_timeout = 1000ms;
+  start(options);
+  ASSERT_TRUE(wait_until([&] { return server.requests() == 3; }));
+  ASSERT_EQ(stats().probes_failed, 2u);
+  EXPECT_EQ(submit(store::Upsert{registration}).outcome, store::Outcome::unchanged);
+  ASSERT_TRUE(wait_until([&] { return stats().failing == 0; }));
+
+  ASSERT_TRUE(wait_until([&] { return !find("again").has_value(); }));
+  // Removed at the fifth failure: the timeout, then two more 503s.
+  EXPECT_EQ(server.responses(503), 4u);
+  EXPECT_EQ(stats().probes_failed, 5u);
+  ASSERT_TRUE(wait_until([&] { return stats().removals == 1; }));
+  EXPECT_EQ(checker_->recent_removals().at(0).failures, 3u);
+}
+
+// A heartbeat clears the failure count in the database; the check record of the
+// failure before it, still waiting for its batch, must not write the old count
+// back (a restart would then start from failures the instance never had).
+TEST_F(HealthCheckerTest, AQueuedCheckRecordDoesNotUndoAHeartbeat) {
+  TestHttpServer server;
+  server.set_script({503, 503, 0});  // two failures, then a probe that hangs
+  auto options = fast_options();
+  options.default_timeout = 5000ms;
+  options.record_flush_period = std::chrono::hours(1);  // records wait for stop()
+  add(instance("beat", server.port(), store::CheckType::http));
+  start(options);
+  ASSERT_TRUE(wait_until([&] { return server.requests() == 3; }));
+  ASSERT_EQ(stats().probes_failed, 2u);
+  EXPECT_EQ(submit(store::Heartbeat{"orders", "beat", std::nullopt}).outcome,
+            store::Outcome::unchanged);
+  ASSERT_TRUE(wait_until([&] { return stats().failing == 0; }));
+  shutdown();  // the checker flushes its pending records, the writer applies them
+
+  store::SqliteStore reopened({dir_.file("discoveryd.db"), /*synchronous_full=*/false});
+  const auto stored = reopened.read_service("orders").instances.at(0);
+  EXPECT_EQ(stored.consecutive_failures, 0u);
+  EXPECT_TRUE(stored.last_check_at.has_value());  // the check time is still recorded
+}
+
 TEST_F(HealthCheckerTest, TcpCheckAgainstClosedPortRemovesTheInstance) {
   add(instance("closed", test_support::free_port()));
   start(fast_options());

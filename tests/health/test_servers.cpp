@@ -135,6 +135,10 @@ struct TestHttpServer::Impl : std::enable_shared_from_this<TestHttpServer::Impl>
         code = script.front();
         script.pop_front();
       }
+      if (code == 0) {
+        held.push_back(socket);
+        return;
+      }
       ++responses[code];
       response->append("HTTP/1.1 " + std::to_string(code) + " Scripted\r\n");
       if (code >= 300 && code <= 399) response->append("Location: http://192.0.2.1/\r\n");

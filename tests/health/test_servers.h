@@ -30,8 +30,11 @@ class TestHttpServer {
 
   std::uint16_t port() const;
   void set_mode(Mode mode);
-  void set_status(int status);                  // answered once the script is used up
-  void set_script(std::vector<int> statuses);   // answered first, in order
+  void set_status(int status);  // answered once the script is used up
+  // Answered first, in order. 0 reads the request and never answers (the
+  // connection stays open): the probe hangs until its timeout, which holds the
+  // checker between two results for as long as a test needs.
+  void set_script(std::vector<int> statuses);
   void set_extra_headers(std::string headers);  // CRLF-terminated lines
   void set_body_bytes(std::size_t bytes);       // size of the body
   void set_header_bytes(std::size_t bytes);     // adds one header line this long

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "store/duration.h"
+#include "store/snapshot_codec.h"
 #include "store/sqlite_store.h"
 #include "store/writer.h"
 #include "tests/support/process.h"
@@ -217,6 +218,66 @@ TEST_F(SqliteStoreTest, RemoveUnhealthyKeepsAReRegisteredInstance) {
   EXPECT_EQ(db.read_service("orders").instances.size(), 1u);
 }
 
+// The checker built its removal from the probed row; the client's identical
+// re-registration was acknowledged (200) before the removal reached the store.
+// The removal must not delete what the client was just told is registered.
+TEST_F(SqliteStoreTest, RemoveUnhealthyKeepsAnInstanceReRegisteredIdentically) {
+  store::SqliteStore db({path});
+  const auto registration = make_registration("orders", "a1");
+  apply(db, store::Upsert{registration});
+  apply(db, store::RecordChecks{{{"orders", "a1", kNow, 2, 0}}});
+  const auto probed = db.read_service("orders").instances.at(0);
+  ASSERT_EQ(probed.consecutive_failures, 2u);
+  const auto again = apply(db, store::Upsert{registration});  // same clock, same row
+  EXPECT_EQ(again.outcome, Outcome::unchanged);
+  EXPECT_EQ(again.service_version, 1u);  // no answer changed: no cache churn
+  EXPECT_EQ(again.renewals, probed.renewals + 1);
+  const store::RemoveUnhealthy removal{"orders", "a1", probed.updated_at, probed.last_heartbeat_at,
+                                       probed.renewals};
+  EXPECT_EQ(apply(db, removal).outcome, Outcome::unchanged);
+  const auto kept = db.read_service("orders");
+  ASSERT_EQ(kept.instances.size(), 1u);
+  EXPECT_EQ(kept.version, 1u);
+  EXPECT_EQ(kept.instances[0].consecutive_failures, 0u);  // proof of life
+  EXPECT_EQ(kept.instances[0].updated_at, probed.updated_at);
+  // A removal based on the renewed row goes through.
+  const store::RemoveUnhealthy current{"orders", "a1", probed.updated_at, probed.last_heartbeat_at,
+                                       again.renewals};
+  EXPECT_EQ(apply(db, current).outcome, Outcome::removed);
+}
+
+// A heartbeat (or identical re-registration) clears the failure count; a check
+// record of an earlier probe, applied after it, must not write the old count back,
+// also not for the next start (which reads the count from the file).
+TEST_F(SqliteStoreTest, ACheckRecordOlderThanAProofOfLifeKeepsItsCountCleared) {
+  const auto registration = make_registration("orders", "a1");
+  {
+    store::SqliteStore db({path});
+    apply(db, store::Upsert{registration});
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 1s, 2, 0}}});
+    const auto probed = db.read_service("orders").instances.at(0);
+    const auto beat = apply(db, store::Heartbeat{"orders", "a1", std::nullopt});
+    EXPECT_EQ(beat.renewals, probed.renewals + 1);
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 2s, 3, probed.renewals}}});
+    auto stored = db.read_service("orders").instances.at(0);
+    EXPECT_EQ(stored.consecutive_failures, 0u);
+    EXPECT_EQ(stored.last_check_at, kNow + 2s);  // the check time is recorded all the same
+    // The same after an identical re-registration.
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 3s, 1, beat.renewals}}});
+    const auto again = apply(db, store::Upsert{registration});
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 4s, 2, beat.renewals}}});
+    EXPECT_EQ(db.read_service("orders").instances.at(0).consecutive_failures, 0u);
+    // A count based on the current renewals is written.
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 5s, 1, again.renewals}}});
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 6s, 2, again.renewals}}});
+    EXPECT_EQ(db.read_service("orders").instances.at(0).consecutive_failures, 2u);
+    apply(db, store::Heartbeat{"orders", "a1", std::nullopt});
+    apply(db, store::RecordChecks{{{"orders", "a1", kNow + 7s, 3, again.renewals}}});
+  }
+  store::SqliteStore reopened({path});
+  EXPECT_EQ(reopened.read_all_instances().at(0).consecutive_failures, 0u);
+}
+
 TEST_F(SqliteStoreTest, RecordChecksStoresHealthDataWithoutChangingVersions) {
   store::SqliteStore db({path});
   apply(db, store::Upsert{make_registration("orders", "a1")});
@@ -327,6 +388,32 @@ TEST_F(SqliteStoreTest, MigratesAnOlderSchemaKeepingItsRows) {
   EXPECT_EQ(snapshot.instances[0].registration.tags, std::vector<std::string>{"v1"});
   SQLite::Database raw(path);
   EXPECT_NO_THROW(raw.exec("SELECT lb_strategy FROM services"));
+}
+
+// Version 4 counts renewals; a version-3 database keeps its rows and their
+// failure counts, starts every instance at 0 renewals and guards from then on.
+TEST_F(SqliteStoreTest, MigratesAVersion3DatabaseToCountRenewals) {
+  {
+    store::SqliteStore old_db({path}, /*target_schema_version=*/3);
+    EXPECT_EQ(old_db.schema_version(), 3);
+    SQLite::Database raw(path, SQLite::OPEN_READWRITE);
+    EXPECT_THROW(raw.exec("SELECT renewals FROM instances"), SQLite::Exception);
+    raw.exec("INSERT INTO services (name, version) VALUES ('orders', 4)");
+    raw.exec(
+        "INSERT INTO instances (service, id, address, port, tags, meta, weight, check_type, "
+        "check_path, check_port, check_interval_ms, check_timeout_ms, check_ttl_ms, "
+        "check_failures, registered_at_ms, updated_at_ms, consecutive_failures) VALUES "
+        "('orders', 'a1', '127.0.0.1', 8080, '[]', '{}', 1, 'tcp', '', 0, 0, 0, 0, 0, 1, 1, 2)");
+  }
+  store::SqliteStore db({path});
+  EXPECT_EQ(db.schema_version(), 4);
+  const auto migrated = db.read_service("orders").instances.at(0);
+  EXPECT_EQ(migrated.consecutive_failures, 2u);
+  EXPECT_EQ(migrated.renewals, 0u);
+  EXPECT_EQ(apply(db, store::Heartbeat{"orders", "a1", std::nullopt}).renewals, 1u);
+  apply(db, store::RecordChecks{{{"orders", "a1", kNow, 3, migrated.renewals}}});
+  EXPECT_EQ(db.read_service("orders").instances.at(0).consecutive_failures, 0u);
+  EXPECT_EQ(db.read_service("orders").version, 4u);
 }
 
 TEST_F(SqliteStoreTest, RefusesANewerSchemaWithAClearError) {
@@ -461,6 +548,47 @@ TEST_F(SqliteStoreTest, WriterReportsNoChangedServiceForUnchangedState) {
   writer.stop();
   EXPECT_EQ(notifications, 0);
   EXPECT_EQ(mutations_seen, 1u);
+}
+
+// An identical re-registration renews the instance in the database but changes
+// no answer: no changed service, so no cache hears of it; the health checker
+// learns of it from the mutation and its result.
+TEST_F(SqliteStoreTest, WriterReportsNoChangedServiceForAnIdenticalReRegistration) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  std::vector<std::string> changed;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    changed.insert(changed.end(), commit.changed_services.begin(), commit.changed_services.end());
+  });
+  std::promise<store::MutationResult> done;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult& r) { done.set_value(r); });
+  const auto result = done.get_future().get();
+  writer.stop();
+  EXPECT_EQ(result.outcome, Outcome::unchanged);
+  EXPECT_EQ(result.service_version, 1u);
+  EXPECT_EQ(result.renewals, 1u);
+  EXPECT_TRUE(changed.empty());
+  EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"orders", 1}}));  // creation only
+}
+
+TEST(SnapshotCodec, CarriesRenewalsAndDecodesEntriesWrittenWithout) {
+  store::ServiceSnapshot snapshot;
+  snapshot.service = "orders";
+  snapshot.version = 3;
+  store::Instance instance;
+  instance.registration = make_registration("orders", "a1");
+  instance.renewals = 5;
+  snapshot.instances.push_back(instance);
+  std::string encoded = store::encode_snapshot(snapshot);
+  EXPECT_EQ(store::decode_snapshot(encoded)->instances.at(0).renewals, 5u);
+  const auto key = encoded.find("\"r\":5,");
+  ASSERT_NE(key, std::string::npos) << encoded;
+  encoded.erase(key, 6);  // as an older daemon sharing Redis wrote it
+  const auto old = store::decode_snapshot(encoded);
+  ASSERT_TRUE(old) << encoded;
+  EXPECT_EQ(old->instances.at(0).renewals, 0u);
+  EXPECT_EQ(old->instances.at(0).registration, instance.registration);
 }
 
 TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
