@@ -107,7 +107,8 @@ TEST_F(ServiceCacheTest, EveryKindOfChangeInvalidatesBeforeItIsAcknowledged) {
   fill();
   // Removal by the health checker.
   const auto probed = node->store.read_service("orders").instances.at(0);
-  node->commit(store::RemoveUnhealthy{"orders", "a1", probed.updated_at, probed.last_heartbeat_at});
+  node->commit(store::RemoveUnhealthy{"orders", "a1", probed.updated_at, probed.last_heartbeat_at,
+                                      probed.renewals});
   EXPECT_FALSE(redis_has("t:svc:orders"));
   EXPECT_TRUE(node->ids().empty());
   // The fence holds the newest version.
