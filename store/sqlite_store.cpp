@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/duration.h"
+#include "store/read_pool.h"
 
 namespace store {
 namespace {
@@ -267,7 +268,8 @@ SqliteStore::SqliteStore(StoreOptions options, int target_schema_version)
   try {
     write_db_ = open_connection(options_);
     migrate(*write_db_, options_.path, target_schema_version);
-    read_db_ = open_connection(options_);
+    readers_ = std::make_unique<ReadPool>(kMaxReadConnections,
+                                          [this] { return open_connection(options_); });
   } catch (const SQLite::Exception& error) {
     throw StoreError("cannot open database " + options_.path + ": " + error.what());
   }
@@ -555,16 +557,16 @@ void SqliteStore::recover_write_connection() {
 }
 
 ServiceSnapshot SqliteStore::read_service(std::string_view service) {
-  std::lock_guard lock(read_mutex_);
   try {
+    const auto db = readers_->acquire();
     ServiceSnapshot snapshot;
     snapshot.service = std::string(service);
     // One read transaction: the version and the rows come from the same commit.
-    SQLite::Transaction transaction(*read_db_);
-    snapshot.version = current_version(*read_db_, snapshot.service);
-    snapshot.lb = parse_lb_strategy(current_strategy(*read_db_, snapshot.service));
-    SQLite::Statement query(*read_db_, std::string("SELECT ") + kInstanceColumns +
-                                           " FROM instances WHERE service = ? ORDER BY id");
+    SQLite::Transaction transaction(*db);
+    snapshot.version = current_version(*db, snapshot.service);
+    snapshot.lb = parse_lb_strategy(current_strategy(*db, snapshot.service));
+    SQLite::Statement query(*db, std::string("SELECT ") + kInstanceColumns +
+                                     " FROM instances WHERE service = ? ORDER BY id");
     query.bind(1, snapshot.service);
     while (query.executeStep()) snapshot.instances.push_back(read_instance_row(query));
     transaction.commit();
@@ -577,11 +579,11 @@ ServiceSnapshot SqliteStore::read_service(std::string_view service) {
 }
 
 std::vector<ServiceSummary> SqliteStore::list_services() {
-  std::lock_guard lock(read_mutex_);
   try {
+    const auto db = readers_->acquire();
     std::vector<ServiceSummary> services;
     SQLite::Statement query(
-        *read_db_,
+        *db,
         "SELECT s.name, s.version, count(i.id) FROM services s "
         "JOIN instances i ON i.service = s.name GROUP BY s.name ORDER BY s.name");
     while (query.executeStep()) {
@@ -596,11 +598,11 @@ std::vector<ServiceSummary> SqliteStore::list_services() {
 }
 
 std::vector<Instance> SqliteStore::read_all_instances() {
-  std::lock_guard lock(read_mutex_);
   try {
+    const auto db = readers_->acquire();
     std::vector<Instance> instances;
-    SQLite::Statement query(*read_db_, std::string("SELECT ") + kInstanceColumns +
-                                           " FROM instances ORDER BY service, id");
+    SQLite::Statement query(
+        *db, std::string("SELECT ") + kInstanceColumns + " FROM instances ORDER BY service, id");
     while (query.executeStep()) instances.push_back(read_instance_row(query));
     return instances;
   } catch (const StoreError&) {
@@ -611,11 +613,10 @@ std::vector<Instance> SqliteStore::read_all_instances() {
 }
 
 std::vector<OutboxEntry> SqliteStore::read_outbox() {
-  std::lock_guard lock(read_mutex_);
   try {
+    const auto db = readers_->acquire();
     std::vector<OutboxEntry> entries;
-    SQLite::Statement query(*read_db_,
-                            "SELECT service, version FROM cache_outbox ORDER BY service");
+    SQLite::Statement query(*db, "SELECT service, version FROM cache_outbox ORDER BY service");
     while (query.executeStep()) {
       entries.push_back({query.getColumn(0).getString(),
                          static_cast<std::uint64_t>(query.getColumn(1).getInt64())});
@@ -627,13 +628,16 @@ std::vector<OutboxEntry> SqliteStore::read_outbox() {
 }
 
 int SqliteStore::schema_version() {
-  std::lock_guard lock(read_mutex_);
-  return read_schema_version(*read_db_);
+  try {
+    return read_schema_version(*readers_->acquire());
+  } catch (const std::exception& error) {
+    throw StoreError(std::string("schema_version failed: ") + error.what());
+  }
 }
 
 std::string SqliteStore::integrity_check() {
-  std::lock_guard lock(read_mutex_);
-  SQLite::Statement query(*read_db_, "PRAGMA integrity_check");
+  const auto db = readers_->acquire();
+  SQLite::Statement query(*db, "PRAGMA integrity_check");
   std::string result;
   while (query.executeStep()) {
     if (!result.empty()) result += "; ";

@@ -29,6 +29,8 @@ class Database;
 
 namespace store {
 
+class ReadPool;
+
 class StoreError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -160,7 +162,12 @@ class SqliteStore {
   // Invalidations not yet confirmed by the cache (start-up and Redis recovery).
   std::vector<OutboxEntry> read_outbox();
 
-  // One service's instances in one consistent read. Thread-safe.
+  // Reads are thread-safe and run concurrently with each other and with writes
+  // (each on a read connection of its own, up to kMaxReadConnections at once;
+  // more wait for one to be free). None of them waits for a write to commit.
+  static constexpr std::size_t kMaxReadConnections = 4;
+
+  // One service's instances in one consistent read.
   ServiceSnapshot read_service(std::string_view service);
   // Every service that has at least one instance.
   std::vector<ServiceSummary> list_services();
@@ -187,8 +194,8 @@ class SqliteStore {
   StoreOptions options_;
   std::mutex write_mutex_;
   std::unique_ptr<SQLite::Database> write_db_;
-  std::mutex read_mutex_;
-  std::unique_ptr<SQLite::Database> read_db_;
+  // Read connections, one per concurrent read (store/read_pool.h).
+  std::unique_ptr<ReadPool> readers_;
 };
 
 }  // namespace store
