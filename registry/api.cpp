@@ -1,5 +1,6 @@
 #include "registry/api.h"
 #include "registry/auth.h"
+#include "registry/read_workers.h"
 #include "store/logging.h"
 
 #include <spdlog/spdlog.h>
@@ -163,7 +164,10 @@ Api::Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup&
       lookup_(lookup),
       defaults_(defaults),
       status_provider_(std::move(status_provider)),
-      events_provider_(std::move(events_provider)) {}
+      events_provider_(std::move(events_provider)),
+      reads_(std::make_unique<ReadWorkers>(kReadThreads)) {}
+
+Api::~Api() = default;
 
 void Api::handle(const HttpRequest& request, Respond respond) {
   // The policy this request is judged by, even if a reload replaces it meanwhile.
@@ -223,7 +227,7 @@ void Api::handle(const HttpRequest& request, Respond respond) {
   if (route_is({"v1", "status"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
     if (!may_read()) return;
-    return status(respond);
+    return status(std::move(respond));
   }
   if (route_is({"v1", "events"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
@@ -234,7 +238,7 @@ void Api::handle(const HttpRequest& request, Respond respond) {
   if (route_is({"v1", "services"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
     if (!may_read()) return;
-    return list_services(respond);
+    return list_services(std::move(respond));
   }
   if (route_is({"v1", "services", "*"})) {
     if (method != "GET") return respond(method_not_allowed("GET"));
@@ -280,18 +284,20 @@ void Api::handle(const HttpRequest& request, Respond respond) {
   respond(error_response(404, "no such route: " + request.target));
 }
 
-void Api::list_services(Respond& respond) {
-  try {
-    json services = json::array();
-    for (const auto& summary : store_.list_services()) {
-      services.push_back({{"name", summary.service},
-                          {"instances", summary.instance_count},
-                          {"version", summary.version}});
+void Api::list_services(Respond respond) {
+  reads_->post([this, respond = std::move(respond)] {
+    try {
+      json services = json::array();
+      for (const auto& summary : store_.list_services()) {
+        services.push_back({{"name", summary.service},
+                            {"instances", summary.instance_count},
+                            {"version", summary.version}});
+      }
+      respond(json_response(200, {{"services", std::move(services)}}));
+    } catch (const std::exception& error) {
+      respond(error_response(503, std::string("database unavailable: ") + error.what()));
     }
-    respond(json_response(200, {{"services", std::move(services)}}));
-  } catch (const store::StoreError& error) {
-    respond(error_response(503, std::string("database unavailable: ") + error.what()));
-  }
+  });
 }
 
 void Api::get_service(const std::string& service, Respond respond) {
@@ -374,22 +380,31 @@ void Api::resolve(const HttpRequest& request, const std::string& service, Respon
   });
 }
 
-void Api::status(Respond& respond) {
+void Api::status(Respond respond) {
+  // The in-memory parts here, on the caller's thread (the providers read other
+  // components' counters, some of which belong to this thread); the database
+  // probe on a read thread.
   json status = {{"status", "serving"}};
-  try {
-    status["database"] = {
-        {"status", "ok"}, {"path", store_.path()}, {"schema_version", store_.schema_version()}};
-  } catch (const std::exception& error) {
-    status["status"] = "degraded";
-    status["database"] = {{"status", "error"}, {"error", error.what()}};
-  }
   const auto writes = writer_.stats();
-  status["database"]["commits"] = writes.commits;
-  status["database"]["mutations"] = writes.mutations;
-  status["database"]["largest_batch"] = writes.largest_batch;
-  status["database"]["failed_commits"] = writes.failed_commits;
+  status["database"] = {{"commits", writes.commits},
+                        {"mutations", writes.mutations},
+                        {"largest_batch", writes.largest_batch},
+                        {"failed_commits", writes.failed_commits}};
   if (status_provider_) status_provider_(status);
-  respond(json_response(200, status));
+  reads_->post([this, status = std::move(status), respond = std::move(respond)]() mutable {
+    json& database = status["database"];
+    try {
+      const int schema_version = store_.schema_version();
+      database["status"] = "ok";
+      database["path"] = store_.path();
+      database["schema_version"] = schema_version;
+    } catch (const std::exception& error) {
+      status["status"] = "degraded";
+      database["status"] = "error";
+      database["error"] = error.what();
+    }
+    respond(json_response(200, status));
+  });
 }
 
 void Api::register_instance(const HttpRequest& request, std::string service, std::string id,

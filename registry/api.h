@@ -21,6 +21,7 @@
 namespace registry {
 
 class AccessControl;
+class ReadWorkers;
 
 struct HttpRequest {
   std::string method;  // "GET", "PUT", ...
@@ -54,13 +55,23 @@ class Api {
       std::function<std::optional<ValidationError>(const store::Registration&)>;
 
   // Writes go through `writer`; `GET /v1/services/{service}` through `lookup`
-  // (the cache, like DNS); the service list and status read `store` directly.
+  // (the cache, like DNS); the service list and status read `store` on the API's
+  // own read threads (kReadThreads), never on the caller's.
   Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
       CheckDefaults defaults, StatusProvider status_provider = {},
       EventsProvider events_provider = {});
+  // Answers the reads still queued, then stops the read threads.
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
 
-  // Handles one request. `respond` is called exactly once: immediately for reads
-  // and errors, from the writer thread once a write is committed.
+  static constexpr std::size_t kReadThreads = 2;
+
+  // Handles one request without blocking: it never waits for the database.
+  // `respond` is called exactly once: at once for errors and for reads the cache
+  // holds, from a cache or API read thread for reads of the database, from the
+  // writer thread once a write is committed. The status provider runs on the
+  // caller's thread, before handle() returns.
   void handle(const HttpRequest& request, Respond respond);
 
   // The strategy of services that registered none (GET /v1/resolve); the
@@ -78,10 +89,10 @@ class Api {
   }
 
  private:
-  void list_services(Respond& respond);
+  void list_services(Respond respond);
   void get_service(const std::string& service, Respond respond);
   void resolve(const HttpRequest& request, const std::string& service, Respond respond);
-  void status(Respond& respond);
+  void status(Respond respond);
   void register_instance(const HttpRequest& request, std::string service, std::string id,
                          bool server_chose_id, Respond respond);
   void deregister_instance(std::string service, std::string id, Respond respond);
@@ -97,6 +108,8 @@ class Api {
   std::shared_ptr<const AccessControl> access_control_;
   RegistrationFilter registration_filter_;
   std::shared_ptr<store::lb::Balancer> balancer_ = std::make_shared<store::lb::Balancer>();
+  // Last: destroyed first, so its tasks still find every member above.
+  std::unique_ptr<ReadWorkers> reads_;
 };
 
 }  // namespace registry

@@ -9,6 +9,7 @@
 
 #include <future>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "store/service_cache.h"
 #include "tests/support/process.h"
@@ -162,6 +163,36 @@ TEST_F(ApiTest, DatabaseFailureIsA503AndNothingIsAcknowledged) {
   expect_error(call("PUT", "/v1/services/orders/instances/a1", kInstance), 503, nullptr);
   locker.exec("ROLLBACK");
   expect_error(call("GET", "/v1/services/orders"), 404, "service");
+}
+
+// The service list and the status read SQLite on the API's read threads, never
+// on the caller's (the HTTP event loop, where a slow read would hold up every
+// other session): their answers come from another thread.
+TEST_F(ApiTest, DatabaseReadsRunOffTheCallersThread) {
+  ASSERT_EQ(call("PUT", "/v1/services/orders/instances/a1", kInstance).status, 201);
+  for (const char* target : {"/v1/services", "/v1/status"}) {
+    std::promise<std::thread::id> answered_on;
+    api.handle({"GET", target, "", "", "", "192.0.2.1:40000"},
+               [&answered_on](registry::HttpResponse response) {
+                 EXPECT_EQ(response.status, 200) << response.body;
+                 answered_on.set_value(std::this_thread::get_id());
+               });
+    auto future = answered_on.get_future();
+    ASSERT_EQ(future.wait_for(10s), std::future_status::ready) << target;
+    EXPECT_NE(future.get(), std::this_thread::get_id()) << target;
+  }
+}
+
+// The list's JSON, exactly: one object per service with instances, by name.
+TEST_F(ApiTest, ServiceListBody) {
+  call("PUT", "/v1/services/payments/instances/p1", kInstance);
+  call("PUT", "/v1/services/orders/instances/a1", kInstance);
+  call("PUT", "/v1/services/orders/instances/a2", kInstance);
+  call("PUT", "/v1/services/gone/instances/g1", kInstance);
+  call("DELETE", "/v1/services/gone/instances/g1", "", "");
+  EXPECT_EQ(call("GET", "/v1/services").body,
+            R"({"services":[{"instances":2,"name":"orders","version":2},)"
+            R"({"instances":1,"name":"payments","version":1}]})");
 }
 
 TEST_F(ApiTest, RegistrationFilterRefusesWithItsMessageAndField) {
