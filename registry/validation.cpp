@@ -4,6 +4,9 @@
 #include <cctype>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <vector>
 
 #include "store/duration.h"
 
@@ -195,6 +198,75 @@ store::Registration parse_object(const json& body, const std::string& service,
   return registration;
 }
 
+// nlohmann keeps the last of two equal keys without a word, but a body that
+// says "port" twice is ambiguous (the client may mean either), so it is refused.
+// The parser callback sees every key in document order (after unescaping, so
+// "p\u006frt" is "port"); this keeps the keys of each open object, and for the
+// path each open container's place, to name the first repeat the way the other
+// errors name fields: "port", "check.interval", "meta.zone", "tags[2].x".
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int /*depth*/, json::parse_event_t event, const json& parsed) {
+    using Event = json::parse_event_t;
+    switch (event) {
+      case Event::object_start:
+      case Event::array_start:
+        open_.push_back({event == Event::array_start, child_path(), 0, {}, {}});
+        break;
+      case Event::key: {
+        Container& object = open_.back();
+        object.last_key = parsed.get<std::string>();
+        if (!object.keys.insert(object.last_key).second && !duplicate_) {
+          duplicate_ = ValidationError{"duplicate key \"" + object.last_key + "\"", child_path()};
+        }
+        break;
+      }
+      case Event::object_end:
+      case Event::array_end:
+        open_.pop_back();
+        [[fallthrough]];
+      case Event::value:
+        if (!open_.empty() && open_.back().array) ++open_.back().index;
+        break;
+    }
+    return true;  // keep everything: the document is validated afterwards
+  }
+  const std::optional<ValidationError>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Container {
+    bool array = false;
+    std::string path;            // "" for the document itself
+    std::size_t index = 0;       // arrays: the element being parsed
+    std::string last_key;        // objects: the member being parsed
+    std::set<std::string> keys;  // objects: every key so far
+  };
+  // The path of the value being parsed inside the innermost open container.
+  std::string child_path() const {
+    if (open_.empty()) return {};
+    const Container& parent = open_.back();
+    if (parent.array) return parent.path + "[" + std::to_string(parent.index) + "]";
+    return parent.path.empty() ? parent.last_key : parent.path + "." + parent.last_key;
+  }
+
+  std::vector<Container> open_;
+  std::optional<ValidationError> duplicate_;
+};
+
+// Parses `body` as JSON; a malformed document or a duplicated key is the error.
+std::variant<json, ValidationError> parse_document(std::string_view body) {
+  DuplicateKeyFinder finder;
+  json document = json::parse(
+      body,
+      [&finder](int depth, json::parse_event_t event, json& parsed) {
+        return finder(depth, event, parsed);
+      },
+      /*allow_exceptions=*/false);
+  if (document.is_discarded()) return ValidationError{"malformed JSON", "body"};
+  if (finder.duplicate()) return *finder.duplicate();
+  return document;
+}
+
 }  // namespace
 
 std::optional<std::string> normalize_label(std::string_view text) {
@@ -215,10 +287,10 @@ std::optional<std::string> normalize_label(std::string_view text) {
 std::variant<store::Registration, ValidationError> parse_registration(
     std::string_view body, const std::string& service, const std::string& id,
     const CheckDefaults& defaults) {
-  json document = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return ValidationError{"malformed JSON", "body"};
+  auto parsed = parse_document(body);
+  if (auto* error = std::get_if<ValidationError>(&parsed)) return *error;
   try {
-    return parse_object(document, service, id, defaults);
+    return parse_object(std::get<json>(parsed), service, id, defaults);
   } catch (const Invalid& invalid) {
     return invalid.error;
   }
@@ -228,8 +300,9 @@ std::variant<std::optional<double>, ValidationError> parse_heartbeat(std::string
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
     return std::optional<double>{};
   }
-  json document = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (document.is_discarded()) return ValidationError{"malformed JSON", "body"};
+  auto parsed = parse_document(body);
+  if (auto* error = std::get_if<ValidationError>(&parsed)) return *error;
+  const json& document = std::get<json>(parsed);
   if (!document.is_object()) return ValidationError{"must be a JSON object", "body"};
   for (const auto& [key, value] : document.items()) {
     if (key != "load") return ValidationError{"unknown field", key};

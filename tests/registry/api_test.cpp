@@ -183,6 +183,16 @@ TEST_F(ApiTest, DatabaseReadsRunOffTheCallersThread) {
   }
 }
 
+TEST_F(ApiTest, DuplicatedKeysAre400NamingTheField) {
+  const auto refused = call("PUT", "/v1/services/orders/instances/a1",
+                            R"({"address":"127.1.2.3","port":80,"port":81})");
+  expect_error(refused, 400, "port");
+  EXPECT_EQ(body_of(refused)["error"], "duplicate key \"port\"");
+  expect_error(call("PUT", "/v1/services/orders/instances/a1/heartbeat", R"({"load":1,"load":2})"),
+               400, "load");
+  EXPECT_EQ(writer.stats().mutations, 0u);
+}
+
 // The list's JSON, exactly: one object per service with instances, by name.
 TEST_F(ApiTest, ServiceListBody) {
   call("PUT", "/v1/services/payments/instances/p1", kInstance);

@@ -211,4 +211,43 @@ TEST(Registration, AcceptsEveryLoadBalancingStrategyAndRejectsOthers) {
   }
 }
 
+// nlohmann would keep the last of two equal keys; the parser refuses the body
+// instead, naming the key by its path, at any depth.
+TEST(Registration, RejectsDuplicatedKeysByPath) {
+  const auto error_of = [](std::string_view text) {
+    auto result = registry::parse_registration(text, "orders", "a1", kDefaults);
+    auto* error = std::get_if<registry::ValidationError>(&result);
+    return error ? *error : registry::ValidationError{"accepted", ""};
+  };
+  const auto port = error_of(R"({"address":"10.1.2.3","port":80,"port":81})");
+  EXPECT_EQ(port.field, "port");
+  EXPECT_EQ(port.message, "duplicate key \"port\"");
+  // Escapes are undone before keys are compared.
+  EXPECT_EQ(error_of(R"({"address":"10.1.2.3","port":80,"p\u006frt":81})").field, "port");
+  EXPECT_EQ(error_of(R"({"address":"10.1.2.3","port":80,
+      "check":{"type":"tcp","interval":"10s","interval":"20s"}})")
+                .field,
+            "check.interval");
+  EXPECT_EQ(error_of(R"({"address":"10.1.2.3","port":80,"meta":{"zone":"a","zone":"b"}})").field,
+            "meta.zone");
+  // The first repeat is named, even when a later one is elsewhere.
+  EXPECT_EQ(error_of(R"({"meta":{"a":"1","a":"2"},"address":"10.1.2.3","port":80,"port":1})").field,
+            "meta.a");
+  // Inside arrays (nothing accepts an object there, but the path still says where).
+  EXPECT_EQ(error_of(R"({"address":"10.1.2.3","port":80,"tags":["a",{"x":1,"x":2}]})").field,
+            "tags[1].x");
+  // Equal keys in different objects are not duplicates; malformed JSON stays malformed.
+  EXPECT_TRUE(std::holds_alternative<store::Registration>(registry::parse_registration(
+      R"({"address":"10.1.2.3","port":80,"meta":{"port":"x"},"check":{"type":"tcp","port":81}})",
+      "orders", "a1", kDefaults)));
+  EXPECT_EQ(error_of(R"({"port":80,"port":81)").field, "body");
+}
+
+TEST(Heartbeat, RejectsDuplicatedKeys) {
+  auto result = registry::parse_heartbeat(R"({"load":1,"load":2})");
+  ASSERT_TRUE(std::holds_alternative<registry::ValidationError>(result));
+  EXPECT_EQ(std::get<registry::ValidationError>(result).field, "load");
+  EXPECT_EQ(std::get<registry::ValidationError>(result).message, "duplicate key \"load\"");
+}
+
 }  // namespace
