@@ -107,11 +107,14 @@ Outcome QueryProcessor::run(std::span<const std::uint8_t> bytes, Transport trans
   Query query;
   switch (parse_query(bytes, query)) {
     case ParseStatus::drop:
-      return {};
+      return {.malformed = bytes.size() < kHeaderSize};
     case ParseStatus::not_implemented:
       return header_only_response(query.header, rcode::notimp, response);
-    case ParseStatus::format_error:
-      return header_only_response(query.header, rcode::formerr, response);
+    case ParseStatus::format_error: {
+      Outcome outcome = header_only_response(query.header, rcode::formerr, response);
+      outcome.malformed = true;
+      return outcome;
+    }
     case ParseStatus::ok:
       break;
   }

@@ -34,6 +34,10 @@ struct Outcome {
   std::uint16_t rcode = 0;  // respond: the full RCODE, extended ones included
   bool truncated = false;   // respond: TC is set
   std::string service{};    // needs_lookup
+  // The bytes are not a DNS message we could read: shorter than a header (drop)
+  // or unparsable after it (FORMERR). A stream transport cannot trust the rest of
+  // the stream and closes the connection after sending the response, if any.
+  bool malformed = false;
 };
 
 class QueryProcessor {

@@ -27,8 +27,9 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
 }  // namespace
 
 // One client connection. Reads frames, answers them in order (pausing while a
-// service is fetched), writes the answers back; closes when idle, on error, or
-// after the client closed its side and every answer has been written.
+// service is fetched), writes the answers back; closes when idle, on error,
+// after the client closed its side and every answer has been written, or after
+// a frame that is not a DNS message (once its FORMERR, if any, is written).
 class TcpSession : public std::enable_shared_from_this<TcpSession> {
  public:
   TcpSession(tcp::socket socket, std::shared_ptr<TcpListener> listener,
@@ -89,7 +90,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   bool output_full() const { return queued_output_.size() >= kMaxQueuedOutput; }
 
   void read() {
-    if (reading_ || closed_ || peer_closed_ || awaiting_lookup_ || output_full()) return;
+    if (reading_ || closed_ || peer_closed_ || malformed_ || awaiting_lookup_ || output_full()) {
+      return;
+    }
     if (input_size_ == input_.size()) {
       // Everything buffered is one partial frame; a frame never exceeds kMaxFrame.
       if (input_.size() >= kMaxFrame) return;
@@ -124,7 +127,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // Answers complete frames in order until one needs a fetch or output is full.
   void answer_buffered_queries() {
     std::size_t offset = 0;
-    while (!closed_ && !awaiting_lookup_ && !output_full() &&
+    while (!closed_ && !malformed_ && !awaiting_lookup_ && !output_full() &&
            input_size_ - offset >= kFramePrefix) {
       const std::size_t length = load_u16(&input_[offset]);
       if (input_size_ - offset - kFramePrefix < length) break;
@@ -137,6 +140,14 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       }
       queue_response(outcome);
       offset += kFramePrefix + length;
+      if (outcome.malformed) {
+        // A client that sends what is not DNS gains nothing from the connection,
+        // and what follows may not even be framed: answer what it sent before,
+        // then its FORMERR (when it had a header), then close, as Knot and NSD
+        // do, instead of holding the slot until the idle timeout.
+        malformed_ = true;
+        offset = input_size_;
+      }
     }
     // Keep the unanswered bytes at the front of the buffer.
     std::memmove(input_.data(), input_.data() + offset, input_size_ - offset);
@@ -207,7 +218,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   void close_if_done() {
-    const bool done = peer_closed_ && !awaiting_lookup_ && !writing_ && queued_output_.empty();
+    const bool done =
+        (peer_closed_ || malformed_) && !awaiting_lookup_ && !writing_ && queued_output_.empty();
     if (done) close();
   }
 
@@ -227,6 +239,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   bool writing_ = false;
   bool awaiting_lookup_ = false;
   bool peer_closed_ = false;
+  bool malformed_ = false;  // a frame was not DNS: nothing more is read
   bool closed_ = false;
 };
 

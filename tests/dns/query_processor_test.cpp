@@ -250,23 +250,31 @@ TEST_F(QueryProcessorTest, MalformedQueriesWithAReadableHeaderAreFormerr) {
     const Outcome outcome = run(query);
     ASSERT_EQ(outcome.kind, Outcome::Kind::respond) << what;
     EXPECT_EQ(outcome.rcode, LDNS_RCODE_FORMERR) << what;
+    EXPECT_TRUE(outcome.malformed) << what << ": TCP closes after it";
     const Bytes wire = response_bytes();
     EXPECT_EQ(wire[3] & 0x0F, LDNS_RCODE_FORMERR) << what;
     EXPECT_EQ(wire[0], 0x12) << what << ": id echoed";
     EXPECT_EQ(wire[1], 0x34) << what;
   }
+  // A readable query of a type that is no question is FORMERR too, but not garbage.
+  const Outcome opt_question = run(make_query({.name = "discovery.", .type = 41}));
+  EXPECT_EQ(opt_question.rcode, LDNS_RCODE_FORMERR);
+  EXPECT_FALSE(opt_question.malformed);
+  EXPECT_FALSE(run(good).malformed);
 }
 
 TEST_F(QueryProcessorTest, ShortPacketsAndResponsesAreDropped) {
   const Bytes good = make_query({.name = "web.service.discovery."});
   for (std::size_t size = 0; size < 12; ++size) {
-    EXPECT_EQ(run(Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(size))).kind,
-              Outcome::Kind::drop)
-        << size;
+    const Outcome outcome =
+        run(Bytes(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(size)));
+    EXPECT_EQ(outcome.kind, Outcome::Kind::drop) << size;
+    EXPECT_TRUE(outcome.malformed) << size << ": not even a header";
   }
   Bytes response = good;
   response[2] |= 0x80;  // QR=1
   EXPECT_EQ(run(response).kind, Outcome::Kind::drop);
+  EXPECT_FALSE(run(response).malformed) << "a response is DNS, just not for us";
 }
 
 TEST_F(QueryProcessorTest, ChaosIdentityNamesAnswerTheConfiguredStrings) {

@@ -226,18 +226,68 @@ TEST_F(ServerTest, GarbageIsFollowedByCorrectAnswers) {
   ASSERT_TRUE(good);
   EXPECT_EQ(Response(*good).answer_count(), 2u);
 
-  // TCP: a garbage frame, then a real one, on the same connection.
+  // TCP: a garbage frame gets its FORMERR and the connection closes (see
+  // TcpGarbageClosesTheConnection); a fresh connection is served.
+  {
+    TcpClient client(port_);
+    const auto first = client.ask(garbage);
+    ASSERT_TRUE(first);
+    EXPECT_EQ((*first)[3] & 0x0F, LDNS_RCODE_FORMERR);
+    EXPECT_TRUE(client.closed_by_peer(2s));
+  }
   TcpClient client(port_);
-  ASSERT_TRUE(client.send(testing::frame(garbage)));
-  ASSERT_TRUE(client.send(testing::frame(make_query({.name = "web.service.discovery.", .id = 5}))));
-  const auto first = client.receive();
-  ASSERT_TRUE(first);
-  EXPECT_EQ((*first)[3] & 0x0F, LDNS_RCODE_FORMERR);
-  const auto second = client.receive();
-  ASSERT_TRUE(second);
-  EXPECT_EQ(Response(*second).id(), 5);
+  const auto good_tcp = client.ask(make_query({.name = "web.service.discovery.", .id = 5}));
+  ASSERT_TRUE(good_tcp);
+  EXPECT_EQ(Response(*good_tcp).id(), 5);
   EXPECT_GE(server_->stats().dropped.load(), 1u);
   EXPECT_GE(server_->stats().formerr.load(), 2u);
+}
+
+// Knot and NSD close a TCP connection that sends what is not DNS, rather than
+// keep it until the idle timeout (10 s here): after the FORMERR when a header
+// could be read, at once and without an answer when not even that. Queries
+// before the garbage are answered first; what follows it is not read.
+TEST_F(ServerTest, TcpGarbageClosesTheConnection) {
+  start();
+  const Bytes bad_question = {0xAB, 0xCD, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
+                              0x00, 0x00, 0x00, 0xC0, 0x0C, 0xFF, 0xFF, 0xFF};
+  const auto good = [](std::uint16_t id) {
+    return testing::frame(make_query({.name = "web.service.discovery.", .id = id}));
+  };
+  const auto started = std::chrono::steady_clock::now();
+  {
+    TcpClient client(port_);
+    Bytes bytes = good(1);
+    for (const Bytes& more : {testing::frame(bad_question), good(2)}) {
+      bytes.insert(bytes.end(), more.begin(), more.end());
+    }
+    ASSERT_TRUE(client.send(bytes));  // one write: all three arrive together
+    const auto answer = client.receive(2s);
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(Response(*answer).id(), 1);
+    EXPECT_EQ(Response(*answer).answer_count(), 2u);
+    const auto formerr = client.receive(2s);
+    ASSERT_TRUE(formerr);
+    EXPECT_EQ((*formerr)[0], 0xAB);  // the garbage's id
+    EXPECT_EQ((*formerr)[3] & 0x0F, LDNS_RCODE_FORMERR);
+    EXPECT_TRUE(client.closed_by_peer(2s)) << "query 2, after the garbage, was answered";
+  }
+  for (const Bytes& runt : {Bytes{0, 3, 1, 2, 3}, Bytes{0, 0}}) {
+    TcpClient client(port_);
+    ASSERT_TRUE(client.send(runt));  // framed, but shorter than a DNS header
+    EXPECT_TRUE(client.closed_by_peer(2s)) << runt.size();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "closed by the idle timeout?";
+  // A well-formed query of a type we refuse is not garbage: the connection stays.
+  TcpClient client(port_);
+  const auto opt_question = client.ask(make_query({.name = "discovery.", .type = 41}));
+  ASSERT_TRUE(opt_question);
+  EXPECT_EQ((*opt_question)[3] & 0x0F, LDNS_RCODE_FORMERR);
+  const auto next = client.ask(make_query({.name = "web.service.discovery.", .id = 7}));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(Response(*next).id(), 7);
+  EXPECT_TRUE(
+      testing::wait_until([this] { return server_->stats().tcp_connections_open.load() == 1; }));
 }
 
 TEST_F(ServerTest, LookupMissesAreFetchedAndFailuresAreServfail) {
