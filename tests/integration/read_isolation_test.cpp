@@ -160,6 +160,11 @@ Round measure_round(std::uint16_t port, HttpClient& control, int first_id) {
 }
 
 TEST(ReadIsolation, StatusAndRegistrationsAnswerWithin50msDuringAResyncOf100kInstances) {
+#if defined(__SANITIZE_ADDRESS__)
+  // A latency bound: judged in the optimised build (make test); under ASan every
+  // read is several times slower and the 100,000-row resync alone takes seconds.
+  GTEST_SKIP() << "latency bound not judged under AddressSanitizer";
+#endif
   test_support::TempDir dir;
   const auto started = Clock::now();
   populate(dir.file("discoveryd.db"));
