@@ -227,19 +227,14 @@ int run(const daemon_config::Config& config) {
   store::SqliteStore store({config.db_path, config.db_synchronous_full, config.busy_timeout()});
   log->info("database {} open (schema version {})", config.db_path, store.schema_version());
 
-  // The writer's commit listener invalidates the cache before any write is
-  // acknowledged; the cache needs the writer to confirm outbox entries.
-  // Declared before the checker that posts to it, so that it outlives the checker
-  // on every path out of this function, exceptions included.
+  // The io_context the checker posts to outlives it: declared first.
   boost::asio::io_context health_io;
-  std::unique_ptr<store::ServiceCache> cache;
-  std::unique_ptr<health::Checker> checker;
-  store::Writer writer(store, [&](const store::Writer::Commit& commit) {
-    cache->on_commit(commit);
-    if (checker) checker->on_commit(commit);
-  });
-  cache = std::make_unique<store::ServiceCache>(store, writer, cache_options(config));
-  cache->start();
+  store::Writer writer(store);
+  // Commit subscribers, in the order the fan-out calls them (store/writer.h): the
+  // cache first, so every batch is invalidated before it is acknowledged.
+  store::ServiceCache cache(store, writer, cache_options(config));
+  const auto cache_subscription = writer.subscribe(cache);
+  cache.start();
   if (config.redis == "none" || config.redis.empty()) {
     log->info("cache: no Redis configured; in-process cache and SQLite only");
   } else {
@@ -252,7 +247,7 @@ int run(const daemon_config::Config& config) {
       (std::filesystem::path(config.zones_dir) / (config.domain + "zone")).string();
   auto zone = dns::Zone::load(zone_file, config.domain);
   boost::asio::io_context dns_io;
-  dns::Server dns_server(dns_io, dns_options(config, zone_file), zone, *cache);
+  dns::Server dns_server(dns_io, dns_options(config, zone_file), zone, cache);
   dns_server.start();
   log->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file,
             dns_server.udp_endpoint().to_string());
@@ -265,11 +260,12 @@ int run(const daemon_config::Config& config) {
                                                double load) {
     writer.submit(store::ReportLoad{service, id, load}, [](const store::MutationResult&) {});
   };
-  checker = std::make_unique<health::Checker>(health_io, store, writer, checker_options);
-  checker->start();
+  health::Checker checker(health_io, store, writer, checker_options);
+  const auto checker_subscription = writer.subscribe(checker);
+  checker.start();
   log->info(
       "health checker started ({} instances; defaults: every {} ms, timeout {} ms, {} failures)",
-      checker->stats().instances, config.check_interval.count(), config.check_timeout.count(),
+      checker.stats().instances, config.check_interval.count(), config.check_timeout.count(),
       config.check_failures);
 
   boost::asio::io_context io;
@@ -283,11 +279,11 @@ int run(const daemon_config::Config& config) {
                       {"tls", !config.tls_cert.empty()},
                       {"tls_handshake_failures", stats.tls_handshake_failures}};
     status["dns"] = dns_status(dns_server);
-    status["cache"] = cache_status(*cache);
-    status["health"] = health_status(*checker);
+    status["cache"] = cache_status(cache);
+    status["health"] = health_status(checker);
   };
-  const auto report_events = [&] { return events_json(checker->recent_removals()); };
-  registry::Api api(store, writer, *cache,
+  const auto report_events = [&] { return events_json(checker.recent_removals()); };
+  registry::Api api(store, writer, cache,
                     {config.check_interval, config.check_timeout, config.check_failures},
                     report_status, report_events);
   api.set_default_strategy(
@@ -398,11 +394,11 @@ int run(const daemon_config::Config& config) {
   dns_server.stop();
   dns_work.reset();
   dns_thread.join();
-  checker->stop();  // flushes its pending check records through the writer
+  checker.stop();  // flushes its pending check records through the writer
   health_work.reset();
   health_thread.join();
   writer.stop();
-  cache->stop();
+  cache.stop();
   log->info("stopped");
   return 0;
 }

@@ -17,7 +17,7 @@
 //  - stats() and recent_removals() are thread-safe.
 // Lifetime: the io_context, the store and the writer must outlive the Checker and
 // every handler it posted (stop the writer before destroying the io_context).
-// Stop calling on_commit() before destroying the Checker.
+// End its Writer subscription before destroying the Checker.
 #pragma once
 
 #include <chrono>
@@ -91,7 +91,7 @@ struct Stats {
   std::uint64_t resyncs = 0;
 };
 
-class Checker {
+class Checker final : public store::CommitSubscriber {
  public:
   using Now = std::function<store::TimePoint()>;  // must be callable from any thread
   using Random = std::function<double()>;         // uniform in [0, 1)
@@ -115,7 +115,7 @@ class Checker {
   // deregistrations, removals and heartbeats. An identical re-registration
   // (outcome `unchanged`) is proof of life like a heartbeat: it clears the
   // failure count and stops a removal that has not been applied yet.
-  void on_commit(const store::Writer::Commit& commit);
+  void on_commit(const store::Writer::Commit& commit) override;
 
   Stats stats() const;
   std::vector<RemovalEvent> recent_removals() const;  // newest first

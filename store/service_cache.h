@@ -2,7 +2,7 @@
 // SQLite, kept never-stale by active invalidation. docs/architecture.md explains
 // the design and the no-stale argument; in short:
 //
-//  - Every committed change reaches on_commit() (the Writer's commit listener)
+//  - Every committed change reaches on_commit() (a Writer commit subscriber)
 //    before it is acknowledged. on_commit bumps the service's generation, drops
 //    its near-cache entry and runs the invalidation script in Redis (raise the
 //    service's version fence, delete the entry), waiting for Redis's answer.
@@ -86,7 +86,7 @@ struct CacheStats {
   std::uint64_t outbox_replays = 0;
 };
 
-class ServiceCache final : public ServiceLookup {
+class ServiceCache final : public ServiceLookup, public CommitSubscriber {
  public:
   ServiceCache(SqliteStore& store, Writer& writer, CacheOptions options);
   ~ServiceCache() override;
@@ -100,10 +100,10 @@ class ServiceCache final : public ServiceLookup {
   ServiceSnapshotPtr find_cached(std::string_view service) override;
   void fetch(std::string service, std::function<void(LookupResult)> done) override;
 
-  // The Writer's commit listener. Blocks (at most about the Redis command
-  // timeout) until Redis confirmed the invalidations or the cache stopped
-  // trusting Redis.
-  void on_commit(const Writer::Commit& commit);
+  // A commit subscriber (subscribe it first): blocks (at most about the Redis
+  // command timeout) until Redis confirmed the invalidations or the cache
+  // stopped trusting Redis, so the batch is acknowledged only after that.
+  void on_commit(const Writer::Commit& commit) override;
 
   CacheStats stats() const;
   // "ok", "degraded" (Redis configured but unusable) or "disabled" (no Redis).

@@ -15,9 +15,28 @@ std::shared_ptr<spdlog::logger> logger() {
 
 }  // namespace
 
+Writer::Writer(SqliteStore& store, Now now) : Writer(store, CommitListener{}, std::move(now)) {}
+
 Writer::Writer(SqliteStore& store, CommitListener on_commit, Now now)
-    : store_(store), on_commit_(std::move(on_commit)), now_(std::move(now)) {
+    : store_(store), function_subscriber_(std::move(on_commit)), now_(std::move(now)) {
+  if (function_subscriber_.listener) subscribers_.push_back(&function_subscriber_);
   thread_ = std::thread([this] { run(); });
+}
+
+Writer::Subscription Writer::subscribe(CommitSubscriber& subscriber) {
+  std::lock_guard lock(fanout_mutex_);
+  subscribers_.push_back(&subscriber);
+  return Subscription(*this, subscriber);
+}
+
+void Writer::unsubscribe(CommitSubscriber& subscriber) {
+  std::lock_guard lock(fanout_mutex_);
+  std::erase(subscribers_, &subscriber);
+}
+
+void Writer::publish(const CommittedBatch& commit) {
+  std::lock_guard lock(fanout_mutex_);
+  for (auto* subscriber : subscribers_) subscriber->on_commit(commit);
 }
 
 Writer::~Writer() {
@@ -103,7 +122,8 @@ void Writer::run() {
     }
     std::sort(changed.begin(), changed.end());
     changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
-    if (on_commit_) on_commit_(Commit{changed, mutations, results});
+    // Every subscriber before any completion: invalidate before acknowledge.
+    publish(CommittedBatch{changed, mutations, results});
     {
       std::lock_guard lock(mutex_);
       ++stats_.commits;

@@ -9,34 +9,73 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "store/sqlite_store.h"
 
 namespace store {
 
+// What one commit did. `changed_services` are the services whose version moved
+// (sorted, unique); `mutations` and `results` are the whole batch, for
+// subscribers that follow individual instances (the health checker).
+struct CommittedBatch {
+  const std::vector<std::string>& changed_services;
+  const std::vector<Mutation>& mutations;
+  const std::vector<MutationResult>& results;
+};
+
+// Hears about every committed batch, on the writer thread.
+//
+// The rule of the fan-out: every subscriber has returned before any completion
+// of the batch runs, so a client never sees its write acknowledged while a
+// subscriber still holds the state before it (invalidate before acknowledge).
+// Subscribers run in the order they subscribed; the daemon subscribes the cache
+// first (it invalidates the near cache and Redis), then the health checker (it
+// follows instances). on_commit must not submit to the writer and wait for it.
+class CommitSubscriber {
+ public:
+  virtual ~CommitSubscriber() = default;
+  virtual void on_commit(const CommittedBatch& commit) = 0;
+};
+
 class Writer {
  public:
   using Completion = std::function<void(const MutationResult&)>;
-  // What one commit did. `changed_services` are the services whose version moved
-  // (sorted, unique); `mutations` and `results` are the whole batch, for
-  // listeners that follow individual instances (the health checker).
-  struct Commit {
-    const std::vector<std::string>& changed_services;
-    const std::vector<Mutation>& mutations;
-    const std::vector<MutationResult>& results;
-  };
-  // Called on the writer thread after each commit, before any completion runs.
-  // This is where caches are invalidated: by the time a client sees its write
-  // acknowledged, no cache holds the old state.
+  using Commit = CommittedBatch;
   using CommitListener = std::function<void(const Commit& commit)>;
   using Now = std::function<TimePoint()>;
 
+  // Ends a subscription when destroyed, waiting for a fan-out in progress, so a
+  // subscriber is never called once its subscription is gone.
+  class [[nodiscard]] Subscription {
+   public:
+    Subscription(Writer& writer, CommitSubscriber& subscriber)
+        : writer_(&writer), subscriber_(&subscriber) {}
+    Subscription(Subscription&& other) noexcept
+        : writer_(std::exchange(other.writer_, nullptr)), subscriber_(other.subscriber_) {}
+    Subscription& operator=(Subscription&&) = delete;
+    ~Subscription() {
+      if (writer_) writer_->unsubscribe(*subscriber_);
+    }
+
+   private:
+    Writer* writer_;
+    CommitSubscriber* subscriber_;
+  };
+
+  explicit Writer(
+      SqliteStore& store, Now now = [] { return Clock::now(); });
+  // For tests and tools: one function subscribed for the writer's lifetime.
   Writer(
       SqliteStore& store, CommitListener on_commit, Now now = [] { return Clock::now(); });
   ~Writer();  // drains the queue, then stops
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
+
+  // Adds a subscriber after those already there (see CommitSubscriber for the
+  // order rule). Thread-safe; takes effect from the next batch.
+  Subscription subscribe(CommitSubscriber& subscriber);
 
   // Queues a mutation. Thread-safe. The completion runs on the writer thread once
   // the mutation is committed (or has failed); it must not block.
@@ -62,12 +101,27 @@ class Writer {
     Mutation mutation;
     Completion completion;
   };
+  // Adapts a CommitListener for the convenience constructor.
+  struct FunctionSubscriber final : CommitSubscriber {
+    explicit FunctionSubscriber(CommitListener f) : listener(std::move(f)) {}
+    void on_commit(const CommittedBatch& commit) override {
+      if (listener) listener(commit);
+    }
+    CommitListener listener;
+  };
+
   void run();
+  void publish(const CommittedBatch& commit);
+  void unsubscribe(CommitSubscriber& subscriber);
   void note_outcome(const std::vector<MutationResult>& results);
 
   SqliteStore& store_;
-  CommitListener on_commit_;
+  FunctionSubscriber function_subscriber_;
   Now now_;
+  // Held while the writer thread calls subscribers, so that unsubscribe waits
+  // for a fan-out in progress.
+  std::mutex fanout_mutex_;
+  std::vector<CommitSubscriber*> subscribers_;  // guarded by fanout_mutex_
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Pending> queue_;

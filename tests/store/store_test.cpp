@@ -315,7 +315,7 @@ TEST_F(SqliteStoreTest, EveryChangeLeavesAnOutboxEntryUntilConfirmed) {
 TEST_F(SqliteStoreTest, WriterClearsConfirmedOutboxEntriesWithItsNextCommit) {
   store::SqliteStore db({path});
   {
-    store::Writer writer(db, {});
+    store::Writer writer(db);
     std::promise<void> first;
     writer.submit(store::Upsert{make_registration("orders", "a1")},
                   [&](const store::MutationResult&) { first.set_value(); });
@@ -593,7 +593,7 @@ TEST(SnapshotCodec, CarriesRenewalsAndDecodesEntriesWrittenWithout) {
 
 TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
   store::SqliteStore db({path});
-  store::Writer writer(db, {});
+  store::Writer writer(db);
   writer.stop();
   store::MutationResult result;
   writer.submit(store::Upsert{make_registration("orders", "a1")},
