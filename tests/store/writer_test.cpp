@@ -1,4 +1,5 @@
-// The writer's commit fan-out: every subscriber, in subscription order, before
+// The group-commit writer: batching, outbox confirmations, stopping, and its
+// commit fan-out: every subscriber, in subscription order, before
 // any completion of the batch (invalidate before acknowledge); none once its
 // subscription is gone.
 #include <gtest/gtest.h>
@@ -9,9 +10,14 @@
 #include <vector>
 
 #include "store/writer.h"
+#include "tests/store/store_test_support.h"
 #include "tests/support/process.h"
 
 namespace {
+
+using namespace std::chrono_literals;
+using namespace store_test;
+using store::Outcome;
 
 // Records, in one shared log, what it heard and when.
 struct RecordingSubscriber final : store::CommitSubscriber {
@@ -27,12 +33,7 @@ struct RecordingSubscriber final : store::CommitSubscriber {
 };
 
 store::Upsert upsert(const std::string& service) {
-  store::Registration r;
-  r.service = service;
-  r.id = "a1";
-  r.address = *store::IpAddress::parse("127.0.0.1");
-  r.port = 8080;
-  return {r};
+  return {store_test::make_registration(service, "a1")};
 }
 
 class WriterFanOutTest : public ::testing::Test {
@@ -76,6 +77,120 @@ TEST_F(WriterFanOutTest, AnEndedSubscriptionHearsNothingMore) {
   commit(writer, "payments");
   EXPECT_EQ(log, (std::vector<std::string>{"cache:orders", "health:orders", "ack:orders",
                                            "cache:payments", "ack:payments"}));
+}
+
+TEST_F(SqliteStoreTest, WriterClearsConfirmedOutboxEntriesWithItsNextCommit) {
+  store::SqliteStore db({path});
+  {
+    store::Writer writer(db);
+    std::promise<void> first;
+    writer.submit(store::Upsert{make_registration("orders", "a1")},
+                  [&](const store::MutationResult&) { first.set_value(); });
+    first.get_future().wait();
+    EXPECT_EQ(db.read_outbox().size(), 1u);
+    writer.confirm_invalidations({{"orders", 1}});
+    std::promise<void> second;
+    writer.submit(store::Upsert{make_registration("payments", "p1")},
+                  [&](const store::MutationResult&) { second.set_value(); });
+    second.get_future().wait();
+    EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"payments", 1}}));
+    writer.confirm_invalidations({{"payments", 1}});
+  }  // stopping records the last confirmations
+  EXPECT_TRUE(db.read_outbox().empty());
+}
+
+TEST_F(SqliteStoreTest, WriterGroupsConcurrentMutationsIntoFewCommits) {
+  store::SqliteStore db({path});
+  std::vector<std::string> notified;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    notified.insert(notified.end(), commit.changed_services.begin(), commit.changed_services.end());
+  });
+  constexpr int kWrites = 400;
+  std::vector<std::promise<store::MutationResult>> promises(kWrites);
+  for (int i = 0; i < kWrites; ++i) {
+    writer.submit(
+        store::Upsert{make_registration("svc" + std::to_string(i % 4), "i" + std::to_string(i))},
+        [&, i](const store::MutationResult& result) { promises[i].set_value(result); });
+  }
+  for (auto& promise : promises) {
+    EXPECT_EQ(promise.get_future().get().outcome, Outcome::created);
+  }
+  const auto stats = writer.stats();
+  EXPECT_EQ(stats.mutations, static_cast<std::uint64_t>(kWrites));
+  EXPECT_LT(stats.commits, static_cast<std::uint64_t>(kWrites));  // batching happened
+  EXPECT_GT(stats.largest_batch, 1u);
+  std::size_t total = 0;
+  for (int s = 0; s < 4; ++s) total += db.read_service("svc" + std::to_string(s)).instances.size();
+  EXPECT_EQ(total, static_cast<std::size_t>(kWrites));
+  writer.stop();
+  std::sort(notified.begin(), notified.end());
+  notified.erase(std::unique(notified.begin(), notified.end()), notified.end());
+  EXPECT_EQ(notified, (std::vector<std::string>{"svc0", "svc1", "svc2", "svc3"}));
+}
+
+TEST_F(SqliteStoreTest, WriterNotifiesChangedServicesBeforeCompleting) {
+  store::SqliteStore db({path});
+  std::promise<void> notified;
+  std::atomic<bool> notified_flag{false};
+  std::vector<std::string> services;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    services = commit.changed_services;
+    notified_flag = true;
+  });
+  std::promise<bool> completion_saw_notification;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult&) {
+                  completion_saw_notification.set_value(notified_flag.load());
+                });
+  EXPECT_TRUE(completion_saw_notification.get_future().get());
+  writer.stop();
+  EXPECT_EQ(services, std::vector<std::string>{"orders"});
+}
+
+TEST_F(SqliteStoreTest, WriterReportsNoChangedServiceForUnchangedState) {
+  store::SqliteStore db({path});
+  int notifications = 0;
+  std::size_t mutations_seen = 0;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    notifications += static_cast<int>(commit.changed_services.size());
+    mutations_seen += commit.mutations.size();
+  });
+  std::promise<void> done;
+  writer.submit(store::Deregister{"orders", "nope"},
+                [&](const store::MutationResult&) { done.set_value(); });
+  done.get_future().wait();
+  writer.stop();
+  EXPECT_EQ(notifications, 0);
+  EXPECT_EQ(mutations_seen, 1u);
+}
+
+TEST_F(SqliteStoreTest, WriterReportsNoChangedServiceForAnIdenticalReRegistration) {
+  store::SqliteStore db({path});
+  apply(db, store::Upsert{make_registration("orders", "a1")});
+  std::vector<std::string> changed;
+  store::Writer writer(db, [&](const store::Writer::Commit& commit) {
+    changed.insert(changed.end(), commit.changed_services.begin(), commit.changed_services.end());
+  });
+  std::promise<store::MutationResult> done;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult& r) { done.set_value(r); });
+  const auto result = done.get_future().get();
+  writer.stop();
+  EXPECT_EQ(result.outcome, Outcome::unchanged);
+  EXPECT_EQ(result.service_version, 1u);
+  EXPECT_EQ(result.renewals, 1u);
+  EXPECT_TRUE(changed.empty());
+  EXPECT_EQ(db.read_outbox(), (std::vector<store::OutboxEntry>{{"orders", 1}}));  // creation only
+}
+
+TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
+  store::SqliteStore db({path});
+  store::Writer writer(db);
+  writer.stop();
+  store::MutationResult result;
+  writer.submit(store::Upsert{make_registration("orders", "a1")},
+                [&](const store::MutationResult& r) { result = r; });
+  EXPECT_EQ(result.outcome, Outcome::failed);
 }
 
 }  // namespace
