@@ -446,7 +446,9 @@ TEST_F(HealthCheckerTest, ThousandListeningSocketsAreAllProbedWithinOneInterval)
     last = std::max(last, *farm.first_accept(i));
   }
   EXPECT_GT(last - first, kLongInterval / 2);
-  EXPECT_LT(first - started, kLongInterval / 10);
+  // The first probes come right after the load, not an interval later. A
+  // quarter of the interval leaves room for loading 1000 rows under ASan.
+  EXPECT_LT(first - started, kLongInterval / 4);
   EXPECT_EQ(stats().probes_failed, 0u);
   EXPECT_EQ(stats().instances, kCount);
 }
