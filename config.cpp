@@ -7,9 +7,9 @@
 #include <iostream>
 #include <sstream>
 
+#include "store/cache/redis_client.h"
 #include "store/duration.h"
 #include "store/model.h"
-#include "store/redis_client.h"
 
 namespace daemon_config {
 namespace {

@@ -22,9 +22,9 @@
 #include "registry/api.h"
 #include "registry/auth.h"
 #include "registry/http_server.h"
+#include "store/cache/service_cache.h"
 #include "store/duration.h"
-#include "store/service_cache.h"
-#include "store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 
 namespace {

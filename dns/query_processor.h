@@ -16,7 +16,7 @@
 
 #include "dns/options.h"
 #include "dns/zone.h"
-#include "store/load_balancing.h"
+#include "store/balancing/load_balancing.h"
 #include "store/lookup.h"
 
 namespace dns {

@@ -1,7 +1,5 @@
 #include "dns/record_builders.h"
 
-#include <algorithm>
-
 #include "dns/layout.h"
 
 namespace dns {
@@ -27,34 +25,6 @@ std::optional<Name> srv_target(const store::Instance& instance, const Name& apex
 }
 
 }  // namespace
-
-InstanceSelection::InstanceSelection(const store::ServiceSnapshot& snapshot, std::string_view tag,
-                                     std::string_view instance_id,
-                                     std::vector<const store::Instance*>& storage)
-    : snapshot_(snapshot), selected_(storage) {
-  selected_.clear();
-  const auto& instances = snapshot.instances;
-  if (!instance_id.empty()) {
-    // Instances are ordered by id: one binary search finds the target.
-    const auto it = std::ranges::lower_bound(
-        instances, instance_id, {},
-        [](const store::Instance& i) -> std::string_view { return i.id(); });
-    if (it != instances.end() && it->id() == instance_id) selected_.push_back(&*it);
-    return;
-  }
-  for (const store::Instance& instance : instances) {
-    const auto& tags = instance.registration.tags;  // sorted
-    if (tag.empty() ||
-        std::ranges::binary_search(tags, tag, {},
-                                   [](const std::string& t) -> std::string_view { return t; })) {
-      selected_.push_back(&instance);
-    }
-  }
-}
-
-void InstanceSelection::balance(store::lb::Balancer& balancer, store::LbStrategy strategy) {
-  balancer.order(snapshot_.service, strategy, selected_);
-}
 
 bool add_address_records(MessageBuilder& message, Section section, Owner owner,
                          const InstanceSelection& selection, std::uint16_t type, std::uint32_t ttl,

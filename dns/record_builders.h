@@ -10,35 +10,12 @@
 
 #include "dns/message_builder.h"
 #include "dns/wire.h"
-#include "store/load_balancing.h"
+#include "store/balancing/instance_selection.h"
 #include "store/model.h"
 
 namespace dns {
 
-// The instances of a snapshot that a name selects, in the order the service's
-// load-balancing strategy chose (store/load_balancing.h), so that clients which
-// take the first address spread over the instances as the strategy intends.
-class InstanceSelection {
- public:
-  // Selects into `storage` (reused across queries to avoid allocating).
-  InstanceSelection(const store::ServiceSnapshot& snapshot, std::string_view tag,
-                    std::string_view instance_id, std::vector<const store::Instance*>& storage);
-
-  // Orders the selection by `strategy` (the rotation and random state are the
-  // balancer's).
-  void balance(store::lb::Balancer& balancer, store::LbStrategy strategy);
-
-  bool empty() const { return selected_.empty(); }
-  // The next selected instance after `cursor` (start at 0), or null at the end.
-  const store::Instance* next(std::size_t& cursor) const {
-    return cursor < selected_.size() ? selected_[cursor++] : nullptr;
-  }
-  const store::ServiceSnapshot& snapshot() const { return snapshot_; }
-
- private:
-  const store::ServiceSnapshot& snapshot_;
-  std::vector<const store::Instance*>& selected_;
-};
+using store::lb::InstanceSelection;
 
 struct RecordSettings {
   const Name& apex;

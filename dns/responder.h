@@ -12,12 +12,12 @@
 #include "dns/options.h"
 #include "dns/query_parser.h"
 #include "dns/zone.h"
-#include "store/load_balancing.h"
+#include "store/balancing/instance_selection.h"
 #include "store/model.h"
 
 namespace dns {
 
-class InstanceSelection;
+using store::lb::InstanceSelection;
 
 class Responder {
  public:

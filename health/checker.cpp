@@ -13,7 +13,7 @@
 
 #include "health/checker_impl.h"
 #include "store/logging.h"
-#include "store/sqlite_store.h"
+#include "store/registry_store.h"
 
 #ifndef DISCOVERYD_VERSION
 #define DISCOVERYD_VERSION "dev"
@@ -37,7 +37,7 @@ std::string Checker::Impl::key_of(std::string_view service, std::string_view id)
   return key;
 }
 
-Checker::Impl::Impl(asio::io_context& io, store::SqliteStore& store, store::Writer& writer,
+Checker::Impl::Impl(asio::io_context& io, store::RegistryStore& store, store::Writer& writer,
                     Options options, Now now, Random random, asio::thread_pool* background)
     : io_(io),
       store_(store),
@@ -96,7 +96,7 @@ std::vector<RemovalEvent> Checker::Impl::recent_removals() const {
   return {events_.begin(), events_.end()};
 }
 
-Checker::Checker(asio::io_context& io, store::SqliteStore& store, store::Writer& writer,
+Checker::Checker(asio::io_context& io, store::RegistryStore& store, store::Writer& writer,
                  Options options, Now now, Random random)
     : background_(std::make_unique<Background>()) {
   if (!now) now = [] { return store::Clock::now(); };

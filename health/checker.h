@@ -98,7 +98,7 @@ class Checker final : public store::CommitSubscriber {
 
   // `now` stamps check records, heartbeats and events and judges ttl deadlines;
   // `random` places probes within their interval. Pacing uses Asio steady timers.
-  Checker(boost::asio::io_context& io, store::SqliteStore& store, store::Writer& writer,
+  Checker(boost::asio::io_context& io, store::RegistryStore& store, store::Writer& writer,
           Options options = {}, Now now = {}, Random random = {});
   ~Checker();  // stops
   Checker(const Checker&) = delete;

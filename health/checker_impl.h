@@ -35,7 +35,7 @@ class logger;
 }
 
 namespace store {
-class SqliteStore;
+class RegistryStore;
 }
 
 namespace health {
@@ -109,11 +109,11 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   };
 
   // checker.cpp: construction, stop, the thread-safe views.
-  Impl(boost::asio::io_context& io, store::SqliteStore& store, store::Writer& writer,
+  Impl(boost::asio::io_context& io, store::RegistryStore& store, store::Writer& writer,
        Options options, Now now, Random random, boost::asio::thread_pool* background);
 
   boost::asio::io_context& io() { return io_; }
-  store::SqliteStore& store() { return store_; }
+  store::RegistryStore& store() { return store_; }
   store::TimePoint now() const { return now_(); }
   std::uint64_t commit_sequence() const { return commit_seq_.load(); }
 
@@ -183,7 +183,7 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   }
 
   boost::asio::io_context& io_;
-  store::SqliteStore& store_;
+  store::RegistryStore& store_;
   store::Writer& writer_;
   Options options_;
   Now now_;

@@ -8,7 +8,7 @@
 #include <boost/asio/post.hpp>
 
 #include "health/checker_impl.h"
-#include "store/sqlite_store.h"
+#include "store/registry_store.h"
 
 namespace health {
 namespace {

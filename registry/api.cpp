@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "store/balancing/instance_selection.h"
 #include "store/duration.h"
 
 namespace registry {
@@ -157,7 +158,7 @@ HttpResponse error_response(int status, std::string_view message, std::string_vi
   return json_response(status, body);
 }
 
-Api::Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
+Api::Api(store::RegistryStore& store, store::Writer& writer, store::ServiceLookup& lookup,
          CheckDefaults defaults, StatusProvider status_provider, EventsProvider events_provider)
     : store_(store),
       writer_(writer),
@@ -360,17 +361,13 @@ void Api::resolve(const HttpRequest& request, const std::string& service, Respon
                        balancer = balancer_](const store::LookupResult& result) {
     if (!result.ok) return error_response(503, "database unavailable: " + result.error);
     const auto& snapshot = *result.snapshot;
-    std::vector<const store::Instance*> candidates;
-    for (const auto& instance : snapshot.instances) {
-      if (!tag || std::ranges::binary_search(instance.registration.tags, *tag)) {
-        candidates.push_back(&instance);
-      }
-    }
-    if (candidates.empty()) {
+    std::vector<const store::Instance*> storage;
+    store::lb::InstanceSelection selection(snapshot, tag.value_or(""), {}, storage);
+    if (selection.empty()) {
       return error_response(404, "no healthy instance of " + service, "service");
     }
-    balancer->order(service, strategy.value_or(snapshot.lb.value_or(default_lb)), candidates);
-    const store::Registration& picked = candidates.front()->registration;
+    selection.balance(*balancer, strategy.value_or(snapshot.lb.value_or(default_lb)));
+    const store::Registration& picked = selection.front().registration;
     return json_response(
         200, {{"address", picked.address.to_string()}, {"port", picked.port}, {"id", picked.id}});
   };
@@ -394,10 +391,11 @@ void Api::status(Respond respond) {
   reads_->post([this, status = std::move(status), respond = std::move(respond)]() mutable {
     json& database = status["database"];
     try {
-      const int schema_version = store_.schema_version();
+      const auto store_status = store_.status();
       database["status"] = "ok";
-      database["path"] = store_.path();
-      database["schema_version"] = schema_version;
+      database["backend"] = store_status.backend;
+      database["location"] = store_status.location;
+      database["schema_version"] = store_status.schema_version;
     } catch (const std::exception& error) {
       status["status"] = "degraded";
       database["status"] = "error";

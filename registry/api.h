@@ -13,9 +13,9 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "registry/validation.h"
-#include "store/load_balancing.h"
+#include "store/balancing/load_balancing.h"
 #include "store/lookup.h"
-#include "store/sqlite_store.h"
+#include "store/registry_store.h"
 #include "store/writer.h"
 
 namespace registry {
@@ -57,7 +57,7 @@ class Api {
   // Writes go through `writer`; `GET /v1/services/{service}` through `lookup`
   // (the cache, like DNS); the service list and status read `store` on the API's
   // own read threads (kReadThreads), never on the caller's.
-  Api(store::SqliteStore& store, store::Writer& writer, store::ServiceLookup& lookup,
+  Api(store::RegistryStore& store, store::Writer& writer, store::ServiceLookup& lookup,
       CheckDefaults defaults, StatusProvider status_provider = {},
       EventsProvider events_provider = {});
   // Answers the reads still queued, then stops the read threads.
@@ -98,7 +98,7 @@ class Api {
   void deregister_instance(std::string service, std::string id, Respond respond);
   void heartbeat(const HttpRequest& request, std::string service, std::string id, Respond respond);
 
-  store::SqliteStore& store_;
+  store::RegistryStore& store_;
   store::Writer& writer_;
   store::ServiceLookup& lookup_;
   CheckDefaults defaults_;

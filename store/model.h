@@ -91,7 +91,7 @@ struct Instance {
   // Proofs of life so far: heartbeats and re-registrations (identical or not); 0
   // for a new row. Health writes carry the count they were based on and the store
   // refuses to let one undo a later proof of life (see RemoveUnhealthy and
-  // CheckRecord in store/sqlite_store.h). Not shown by the API.
+  // CheckRecord in store/registry_store.h). Not shown by the API.
   std::uint64_t renewals = 0;
 
   const std::string& service() const { return registration.service; }

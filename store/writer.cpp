@@ -15,9 +15,9 @@ std::shared_ptr<spdlog::logger> logger() {
 
 }  // namespace
 
-Writer::Writer(SqliteStore& store, Now now) : Writer(store, CommitListener{}, std::move(now)) {}
+Writer::Writer(RegistryStore& store, Now now) : Writer(store, CommitListener{}, std::move(now)) {}
 
-Writer::Writer(SqliteStore& store, CommitListener on_commit, Now now)
+Writer::Writer(RegistryStore& store, CommitListener on_commit, Now now)
     : store_(store), function_subscriber_(std::move(on_commit)), now_(std::move(now)) {
   if (function_subscriber_.listener) subscribers_.push_back(&function_subscriber_);
   thread_ = std::thread([this] { run(); });

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "store/sqlite_store.h"
+#include "store/registry_store.h"
 
 namespace store {
 
@@ -65,10 +65,10 @@ class Writer {
   };
 
   explicit Writer(
-      SqliteStore& store, Now now = [] { return Clock::now(); });
+      RegistryStore& store, Now now = [] { return Clock::now(); });
   // For tests and tools: one function subscribed for the writer's lifetime.
   Writer(
-      SqliteStore& store, CommitListener on_commit, Now now = [] { return Clock::now(); });
+      RegistryStore& store, CommitListener on_commit, Now now = [] { return Clock::now(); });
   ~Writer();  // drains the queue, then stops
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
@@ -115,7 +115,7 @@ class Writer {
   void unsubscribe(CommitSubscriber& subscriber);
   void note_outcome(const std::vector<MutationResult>& results);
 
-  SqliteStore& store_;
+  RegistryStore& store_;
   FunctionSubscriber function_subscriber_;
   Now now_;
   // Held while the writer thread calls subscribers, so that unsubscribe waits

@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "health/checker.h"
-#include "store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 
 #ifndef HEALTH_LISTENERS_BINARY

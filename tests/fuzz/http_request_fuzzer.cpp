@@ -28,7 +28,8 @@
 #include "registry/address_policy.h"
 #include "registry/api.h"
 #include "registry/http_server.h"
-#include "store/service_cache.h"
+#include "store/cache/service_cache.h"
+#include "store/sqlite/sqlite_store.h"
 
 namespace {
 

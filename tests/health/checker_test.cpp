@@ -14,7 +14,7 @@
 #include <set>
 #include <thread>
 
-#include "store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 #include "tests/health/test_servers.h"
 #include "tests/support/process.h"

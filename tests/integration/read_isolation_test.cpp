@@ -13,7 +13,7 @@
 
 #include <SQLiteCpp/SQLiteCpp.h>
 
-#include "store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "tests/support/http_client.h"
 #include "tests/support/process.h"
 

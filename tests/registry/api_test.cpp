@@ -11,7 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "store/service_cache.h"
+#include "store/cache/service_cache.h"
+#include "store/sqlite/sqlite_store.h"
 #include "tests/support/process.h"
 
 namespace {

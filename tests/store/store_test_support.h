@@ -7,7 +7,7 @@
 #include <span>
 #include <string>
 
-#include "store/sqlite_store.h"
+#include "store/sqlite/sqlite_store.h"
 #include "tests/support/process.h"
 
 namespace store_test {

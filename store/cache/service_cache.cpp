@@ -1,0 +1,301 @@
+// The cache's public face and its coherence state (store/service_cache_impl.h
+// says which file holds what).
+#include "store/cache/service_cache.h"
+
+#include <boost/asio/post.hpp>
+
+#include "store/cache/service_cache_impl.h"
+
+namespace store {
+namespace asio = boost::asio;
+using cache_internal::logger;
+
+std::string ServiceCache::Impl::data_key(std::string_view service) const {
+  return options.prefix + "svc:" + std::string(service);
+}
+
+std::string ServiceCache::Impl::fence_key(std::string_view service) const {
+  return options.prefix + "fence:" + std::string(service);
+}
+
+std::uint64_t ServiceCache::Impl::generation_of(std::string_view service) const {
+  std::lock_guard lock(generation_mutex);
+  auto it = generations.find(service);
+  const std::uint64_t own = it == generations.end() ? 0 : it->second;
+  return std::max(own, reset_generation);
+}
+
+void ServiceCache::Impl::invalidate_local(const std::vector<std::string>& services) {
+  {
+    std::lock_guard lock(generation_mutex);
+    for (const auto& service : services) generations[service] = ++generation_counter;
+    // Every name ever invalidated would otherwise stay here forever (random
+    // names queried over DNS expire as negative entries and arrive as
+    // invalidations). Folding them all into a new reset generation keeps
+    // generation_of monotonic for every service, which is what makes a stale
+    // read detectable; the price is that reads in flight now retry once.
+    if (generations.size() > options.max_tracked_generations) {
+      reset_generation = ++generation_counter;
+      generations.clear();
+    }
+  }
+  near.erase(services);
+}
+
+void ServiceCache::Impl::invalidate_all_local() {
+  {
+    std::lock_guard lock(generation_mutex);
+    reset_generation = ++generation_counter;
+  }
+  near.clear();
+}
+
+bool ServiceCache::Impl::near_cache_usable() const {
+  if (!options.near_cache) return false;
+  // With Redis, other daemons may change services too; only invalidation
+  // messages tell us, so without them the near cache cannot be trusted.
+  return !redis || redis->tracking_active();
+}
+
+bool ServiceCache::Impl::known_usable() const {
+  if (!options.known_names || !known.authoritative()) return false;
+  return !redis || redis->tracking_active();
+}
+
+void ServiceCache::Impl::load_known_names_now() {
+  const auto ticket = known.begin_load();
+  try {
+    std::vector<std::string> names;
+    for (auto& summary : store.list_services()) names.push_back(std::move(summary.service));
+    known.finish_load(ticket, names);
+  } catch (const std::exception& error) {
+    logger()->warn("cannot read the service names ({}); retrying", error.what());
+    load_known_names();
+  }
+}
+
+void ServiceCache::Impl::load_known_names() {
+  const auto ticket = known.begin_load();
+  asio::post(db_readers, [self = shared_from_this(), ticket] {
+    std::vector<std::string> names;
+    try {
+      for (auto& summary : self->store.list_services()) names.push_back(std::move(summary.service));
+    } catch (const std::exception& error) {
+      logger()->warn("cannot read the service names ({}); retrying in 1 s", error.what());
+      return asio::post(self->io, [self] {
+        self->known_retry_timer->expires_after(std::chrono::seconds(1));
+        self->known_retry_timer->async_wait([self](const boost::system::error_code& ec) {
+          if (!ec) self->load_known_names();
+        });
+      });
+    }
+    self->known.finish_load(ticket, names);
+  });
+}
+
+bool ServiceCache::Impl::forget_if_empty(const std::string& service,
+                                         const ServiceSnapshot& snapshot,
+                                         std::uint64_t generation) {
+  if (!snapshot.instances.empty() || !known_usable()) return false;
+  known.remove_if(service, [&] { return generation_of(service) == generation; });
+  return true;
+}
+
+bool ServiceCache::Impl::redis_usable() const {
+  if (!redis || !redis->connected()) return false;
+  std::lock_guard lock(trust_mutex);
+  return trusted;
+}
+
+void ServiceCache::Impl::distrust_redis(const char* why) {
+  bool was_trusted;
+  {
+    std::lock_guard lock(trust_mutex);
+    was_trusted = trusted;
+    trusted = false;
+    ++missed_invalidations;
+  }
+  // Whatever came from Redis is suspect now, including near-cache entries filled
+  // from it and reads of it still in flight.
+  invalidate_all_local();
+  if (was_trusted)
+    logger()->warn("cache degraded: {}; lookups read SQLite until Redis recovers", why);
+}
+
+void ServiceCache::Impl::on_foreign_change(const std::vector<std::string>& keys) {
+  const std::string prefix = options.prefix + "fence:";
+  std::vector<std::string> services;
+  for (const auto& key : keys) {
+    if (key.size() > prefix.size() && key.starts_with(prefix)) {
+      services.push_back(key.substr(prefix.size()));
+    }
+  }
+  counters.tracked_changes += services.size();
+  invalidate_local(services);
+  // After the generation bump, as in on_commit: a raised fence may announce a
+  // service's first instance.
+  known.add(services);
+}
+
+ServiceCache::ServiceCache(RegistryStore& store, Writer& writer, CacheOptions options)
+    : impl_(std::make_shared<Impl>(store, writer, std::move(options))) {}
+
+ServiceCache::~ServiceCache() {
+  stop();
+}
+
+void ServiceCache::start() {
+  auto& impl = *impl_;
+  impl.work.emplace(impl.io.get_executor());
+  impl.retry_timer.emplace(impl.io);
+  impl.known_retry_timer.emplace(impl.io);
+  if (impl.options.known_names) impl.load_known_names_now();
+  if (impl.options.redis) {
+    auto redis_options = *impl.options.redis;
+    // Our own writes (fills, invalidations) are handled locally; reporting them
+    // back would only cost a round trip and a near-cache miss per name.
+    redis_options.tracking_noloop = true;
+    impl.redis = std::make_unique<redis::Client>(impl.io, redis_options);
+    std::weak_ptr<Impl> weak = impl_;
+    impl.redis->set_on_state_change([weak](bool connected) {
+      auto self = weak.lock();
+      if (!self) return;
+      if (connected) {
+        self->recover();
+      } else {
+        self->distrust_redis("Redis connection lost");
+      }
+    });
+    if (impl.options.near_cache || impl.options.known_names) {
+      // Only the version fences: every daemon's every change raises its
+      // service's fence (in the invalidation script), so a fence message is the
+      // announcement of a change, and of a service that may have new
+      // instances. Snapshot keys (svc:) are not tracked: they change by fills
+      // and expiry too, and Redis 7.0 reports writes made by a script even to
+      // the client that ran it (NOLOOP covers plain commands only), so tracking
+      // them sent every fill of ours back as an invalidation.
+      impl.redis->track_prefix(
+          impl.options.prefix + "fence:",
+          [weak](const std::vector<std::string>& keys) {
+            if (auto self = weak.lock()) self->on_foreign_change(keys);
+          },
+          [weak] {
+            auto self = weak.lock();
+            if (!self) return;
+            self->invalidate_all_local();
+            // Announcements may have been missed: not authoritative until the
+            // names are read again, which only helps once they flow again.
+            self->known.invalidate();
+            if (self->options.known_names && self->redis->tracking_active()) {
+              self->load_known_names();
+            }
+          });
+    }
+    impl.redis->start();
+  }
+  impl.thread = std::thread([&impl] { impl.io.run(); });
+}
+
+void ServiceCache::stop() {
+  auto& impl = *impl_;
+  if (!impl.thread.joinable()) return;
+  // Everything that touches the cache's state runs on its thread, stopping too.
+  asio::post(impl.io, [&impl] {
+    if (impl.redis) impl.redis->stop();  // fails its pending commands, on this thread
+    if (impl.retry_timer) impl.retry_timer->cancel();
+  });
+  impl.db_readers.join();  // reads in progress post their results to the cache thread
+  asio::post(impl.io, [&impl] {
+    // Lookups still waiting get an answer rather than silence.
+    while (!impl.flights.empty()) {
+      impl.complete(impl.flights.begin()->first, {false, nullptr, "shutting down"});
+    }
+  });
+  impl.work.reset();
+  impl.thread.join();
+  impl.redis.reset();
+}
+
+ServiceSnapshotPtr ServiceCache::find_cached(std::string_view service) {
+  auto& impl = *impl_;
+  if (!impl.near_cache_usable()) return nullptr;
+  if (auto snapshot = impl.near.find(service)) {
+    ++impl.counters.near_hits;
+    return snapshot;
+  }
+  if (!impl.known_usable() || !impl.known.absent(service)) return nullptr;
+  // Nothing is registered under this name: its current snapshot is empty, and
+  // answering it costs no I/O and leaves nothing behind.
+  ++impl.counters.absent_answers;
+  auto empty = std::make_shared<ServiceSnapshot>();
+  empty->service = std::string(service);
+  return empty;
+}
+
+void ServiceCache::fetch(std::string service, std::function<void(LookupResult)> done) {
+  auto& impl = *impl_;
+  // Bounded: past the cap a lookup fails at once (DNS SERVFAIL, HTTP 503)
+  // rather than queueing memory and latency behind a flood of cold names.
+  if (impl.lookups_in_flight.fetch_add(1, std::memory_order_relaxed) >=
+      impl.options.max_lookups_in_flight) {
+    impl.lookups_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    ++impl.counters.lookups_shed;
+    return done({false, nullptr, "too many lookups in flight"});
+  }
+  asio::post(impl_->io,
+             [impl = impl_, service = std::move(service), done = std::move(done)]() mutable {
+               impl->start_or_join(std::move(service), std::move(done));
+             });
+}
+
+void ServiceCache::on_commit(const Writer::Commit& commit) {
+  impl_->on_commit(commit);
+}
+
+CacheStats ServiceCache::stats() const {
+  const auto& impl = *impl_;
+  CacheStats stats;
+  stats.redis_configured = impl.options.redis.has_value();
+  stats.redis_connected = impl.redis && impl.redis->connected();
+  {
+    std::lock_guard lock(impl.trust_mutex);
+    stats.redis_trusted = impl.redis && impl.trusted;
+  }
+  stats.tracking_active = impl.redis && impl.redis->tracking_active();
+  const auto near = impl.near.stats();
+  stats.near_entries = near.entries;
+  stats.near_evicted = near.evicted;
+  stats.near_refused = near.refused;
+  stats.known_services = impl.known.size();
+  stats.known_names_active = impl.known_usable();
+  stats.lookups_in_flight = impl.lookups_in_flight.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(impl.generation_mutex);
+    stats.tracked_generations = impl.generations.size();
+  }
+  const auto& c = impl.counters;
+  stats.near_hits = c.near_hits;
+  stats.redis_hits = c.redis_hits;
+  stats.redis_misses = c.redis_misses;
+  stats.fills = c.fills;
+  stats.fills_refused = c.fills_refused;
+  stats.invalidations = c.invalidations;
+  stats.invalidation_failures = c.invalidation_failures;
+  stats.fallbacks = c.fallbacks;
+  stats.redis_errors = c.redis_errors;
+  stats.db_reads = c.db_reads;
+  stats.coalesced = c.coalesced;
+  stats.stale_retries = c.stale_retries;
+  stats.outbox_replays = c.outbox_replays;
+  stats.absent_answers = c.absent_answers;
+  stats.lookups_shed = c.lookups_shed;
+  stats.tracked_changes = c.tracked_changes;
+  return stats;
+}
+
+std::string ServiceCache::status() const {
+  if (!impl_->options.redis) return "disabled";
+  return impl_->redis_usable() ? "ok" : "degraded";
+}
+
+}  // namespace store

@@ -1,0 +1,106 @@
+// The store's read side: one consistent read per call, each on a connection of
+// its own from the read pool, so that a long read (a full resync) never holds up
+// another.
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include "store/sqlite/read_pool.h"
+#include "store/sqlite/sqlite_schema.h"
+#include "store/sqlite/sqlite_store.h"
+
+namespace store {
+using namespace sqlite_schema;
+namespace {
+
+// Runs `read` on a connection of the pool. Any failure, opening the connection
+// included, becomes a StoreError naming the read (the store's contract).
+template <typename Read>
+auto with_reader(ReadPool& pool, const char* what, Read&& read) {
+  try {
+    const auto db = pool.acquire();
+    return read(*db);
+  } catch (const StoreError&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw StoreError(std::string(what) + " failed: " + error.what());
+  }
+}
+
+}  // namespace
+
+ServiceSnapshot SqliteStore::read_service(std::string_view service) {
+  return with_reader(*readers_, "read_service", [&](SQLite::Database& db) {
+    ServiceSnapshot snapshot;
+    snapshot.service = std::string(service);
+    // One read transaction: the version and the rows come from the same commit.
+    SQLite::Transaction transaction(db);
+    snapshot.version = current_version(db, snapshot.service);
+    snapshot.lb = parse_lb_strategy(current_strategy(db, snapshot.service));
+    SQLite::Statement query(db, std::string("SELECT ") + kInstanceColumns +
+                                    " FROM instances WHERE service = ? ORDER BY id");
+    query.bind(1, snapshot.service);
+    while (query.executeStep()) snapshot.instances.push_back(read_instance_row(query));
+    transaction.commit();
+    return snapshot;
+  });
+}
+
+std::vector<ServiceSummary> SqliteStore::list_services() {
+  return with_reader(*readers_, "list_services", [](SQLite::Database& db) {
+    std::vector<ServiceSummary> services;
+    SQLite::Statement query(
+        db,
+        "SELECT s.name, s.version, count(i.id) FROM services s "
+        "JOIN instances i ON i.service = s.name GROUP BY s.name ORDER BY s.name");
+    while (query.executeStep()) {
+      services.push_back({query.getColumn(0).getString(),
+                          static_cast<std::uint64_t>(query.getColumn(1).getInt64()),
+                          static_cast<std::size_t>(query.getColumn(2).getInt64())});
+    }
+    return services;
+  });
+}
+
+std::vector<Instance> SqliteStore::read_all_instances() {
+  return with_reader(*readers_, "read_all_instances", [](SQLite::Database& db) {
+    std::vector<Instance> instances;
+    SQLite::Statement query(
+        db, std::string("SELECT ") + kInstanceColumns + " FROM instances ORDER BY service, id");
+    while (query.executeStep()) instances.push_back(read_instance_row(query));
+    return instances;
+  });
+}
+
+std::vector<OutboxEntry> SqliteStore::read_outbox() {
+  return with_reader(*readers_, "read_outbox", [](SQLite::Database& db) {
+    std::vector<OutboxEntry> entries;
+    SQLite::Statement query(db, "SELECT service, version FROM cache_outbox ORDER BY service");
+    while (query.executeStep()) {
+      entries.push_back({query.getColumn(0).getString(),
+                         static_cast<std::uint64_t>(query.getColumn(1).getInt64())});
+    }
+    return entries;
+  });
+}
+
+int SqliteStore::schema_version() {
+  return with_reader(*readers_, "schema_version",
+                     [](SQLite::Database& db) { return read_schema_version(db); });
+}
+
+StoreStatus SqliteStore::status() {
+  return {"sqlite", options_.path, schema_version()};
+}
+
+std::string SqliteStore::integrity_check() {
+  return with_reader(*readers_, "integrity_check", [](SQLite::Database& db) {
+    SQLite::Statement query(db, "PRAGMA integrity_check");
+    std::string result;
+    while (query.executeStep()) {
+      if (!result.empty()) result += "; ";
+      result += query.getColumn(0).getString();
+    }
+    return result;
+  });
+}
+
+}  // namespace store
