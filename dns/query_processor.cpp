@@ -76,7 +76,24 @@ std::uint16_t answer_chaos(const Query& query, const Options& options, MessageBu
   return rcode::noerror;
 }
 
+// Queries answered without looking at the name's place in the zone: 0 when the
+// name decides.
+std::uint16_t rcode_before_name(const Query& query) {
+  if (query.edns && query.edns->version > 0) {
+    return rcode::badvers;  // RFC 6891 section 6.1.3: we speak EDNS version 0 only
+  }
+  if (const std::uint16_t meta = meta_type_rcode(query.qtype); meta != 0) return meta;
+  if (query.qclass != rrclass::in && query.qclass != rrclass::chaos) return rcode::refused;
+  return 0;
+}
+
 }  // namespace
+
+PendingQuery::PendingQuery(const Query& query, const Zone& zone)
+    : question_(query.question.begin(), query.question.end()), query_(query) {
+  query_.question = question_;
+  name_ = classify(query_.qname, zone);
+}
 
 QueryProcessor::QueryProcessor(std::shared_ptr<const Zone> zone, store::ServiceLookup& lookup,
                                Options options)
@@ -90,20 +107,8 @@ std::size_t QueryProcessor::buffer_size(Transport transport) const {
   return std::max<std::size_t>(options_.max_udp_payload, kMinUdpPayload);
 }
 
-Outcome QueryProcessor::process(std::span<const std::uint8_t> query, Transport transport,
+Outcome QueryProcessor::process(std::span<const std::uint8_t> bytes, Transport transport,
                                 std::span<std::uint8_t> response) const {
-  return run(query, transport, response, nullptr);
-}
-
-Outcome QueryProcessor::process(std::span<const std::uint8_t> query, Transport transport,
-                                std::span<std::uint8_t> response,
-                                const store::LookupResult& fetched) const {
-  return run(query, transport, response, &fetched);
-}
-
-Outcome QueryProcessor::run(std::span<const std::uint8_t> bytes, Transport transport,
-                            std::span<std::uint8_t> response,
-                            const store::LookupResult* fetched) const {
   Query query;
   switch (parse_query(bytes, query)) {
     case ParseStatus::drop:
@@ -118,7 +123,53 @@ Outcome QueryProcessor::run(std::span<const std::uint8_t> bytes, Transport trans
     case ParseStatus::ok:
       break;
   }
+  ClassifiedName name;
+  store::ServiceSnapshotPtr snapshot;
+  if (rcode_before_name(query) == 0 && query.qclass == rrclass::in) {
+    name = classify(query.qname, *zone_);
+    if (name.needs_service()) {
+      snapshot = lookup_.find_cached(name.service);
+      if (!snapshot) {
+        return {.kind = Outcome::Kind::needs_lookup,
+                .pending = std::make_shared<const PendingQuery>(query, *zone_)};
+      }
+    }
+  }
+  return answer(query, name, snapshot.get(), transport, response);
+}
 
+Outcome QueryProcessor::resume(const PendingQuery& pending, Transport transport,
+                               std::span<std::uint8_t> response,
+                               const store::LookupResult& fetched) const {
+  const store::ServiceSnapshot* snapshot =
+      fetched.ok && fetched.snapshot ? fetched.snapshot.get() : nullptr;
+  return answer(pending.query(), pending.name(), snapshot, transport, response);
+}
+
+std::uint16_t QueryProcessor::answer_in(const Query& query, const ClassifiedName& name,
+                                        const store::ServiceSnapshot* snapshot,
+                                        MessageBuilder& message) const {
+  if (name.kind == NameKind::out_of_zone) {
+    return rcode::refused;  // not authoritative, not a resolver (RFC 8906 section 3.1.5)
+  }
+  // No snapshot: the store could not be read (store/lookup.h contract). SERVFAIL
+  // is not authoritative, so it is decided before the Responder sets AA.
+  if (name.needs_service() && !snapshot) return rcode::servfail;
+  Responder responder(*zone_, options_, query, message);
+  if (name.needs_service()) return responder.answer_dynamic(name, *snapshot, *balancer_);
+  switch (name.kind) {
+    case NameKind::static_node:
+      return responder.answer_static(*name.node);
+    case NameKind::structural:
+      return responder.answer_structural();
+    default:
+      return responder.answer_nonexistent();
+  }
+}
+
+Outcome QueryProcessor::answer(const Query& query, const ClassifiedName& name,
+                               const store::ServiceSnapshot* snapshot, Transport transport,
+                               std::span<std::uint8_t> response) const {
   MessageBuilder message(response, response_limit(query, transport, options_));
   const auto echoed_flags = static_cast<std::uint16_t>(query.header.flags & (flag::rd | flag::cd));
   if (!message.start(query.header.id, flag::qr | echoed_flags, query.question)) {
@@ -126,49 +177,10 @@ Outcome QueryProcessor::run(std::span<const std::uint8_t> bytes, Transport trans
   }
   if (query.edns) message.reserve_opt();
 
-  std::uint16_t code = rcode::noerror;
-  if (query.edns && query.edns->version > 0) {
-    code = rcode::badvers;  // RFC 6891 section 6.1.3: we speak EDNS version 0 only
-  } else if (const std::uint16_t meta = meta_type_rcode(query.qtype); meta != 0) {
-    code = meta;
-  } else if (query.qclass == rrclass::chaos) {
-    code = answer_chaos(query, options_, message);
-  } else if (query.qclass != rrclass::in) {
-    code = rcode::refused;
-  } else {
-    const ClassifiedName name = classify(query.qname, *zone_);
-    if (name.kind == NameKind::out_of_zone) {
-      code = rcode::refused;  // not authoritative, not a resolver (RFC 8906 section 3.1.5)
-    } else if (name.needs_service()) {
-      store::ServiceSnapshotPtr snapshot;
-      if (fetched == nullptr) {
-        snapshot = lookup_.find_cached(name.service);
-        if (!snapshot) {
-          return {.kind = Outcome::Kind::needs_lookup, .service = std::string(name.service)};
-        }
-      } else if (fetched->ok && fetched->snapshot) {
-        snapshot = fetched->snapshot;
-      }
-      if (snapshot) {
-        code =
-            Responder(*zone_, options_, query, message).answer_dynamic(name, *snapshot, *balancer_);
-      } else {
-        code = rcode::servfail;  // the store could not be read (store/lookup.h contract)
-      }
-    } else {
-      Responder responder(*zone_, options_, query, message);
-      switch (name.kind) {
-        case NameKind::static_node:
-          code = responder.answer_static(*name.node);
-          break;
-        case NameKind::structural:
-          code = responder.answer_structural();
-          break;
-        default:
-          code = responder.answer_nonexistent();
-          break;
-      }
-    }
+  std::uint16_t code = rcode_before_name(query);
+  if (code == 0) {
+    code = query.qclass == rrclass::chaos ? answer_chaos(query, options_, message)
+                                          : answer_in(query, name, snapshot, message);
   }
 
   message.set_flags(static_cast<std::uint16_t>(code & 0x0F));

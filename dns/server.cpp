@@ -17,6 +17,7 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/post.hpp>
 
+#include "dns/deferred_answer.h"
 #include "dns/rate_limiter.h"
 #include "dns/server_context.h"
 #include "dns/tcp_listener.h"
@@ -167,7 +168,7 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
           Stats::bump(context_->stats.dropped);
           break;
         case Outcome::Kind::needs_lookup:
-          fetch_then_answer(query, i, std::move(outcome.service));
+          answer_later(i, std::move(outcome.pending));
           break;
       }
     }
@@ -225,32 +226,19 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
     }
   }
 
-  // The slow path: copy what the answer needs, fetch, answer from the executor.
-  void fetch_then_answer(std::span<const std::uint8_t> query, std::size_t slot,
-                         std::string service) {
-    struct Pending {
-      std::vector<std::uint8_t> query;
-      sockaddr_storage peer;
-      socklen_t peer_length;
-    };
-    auto pending = std::make_shared<Pending>(
-        Pending{{query.begin(), query.end()}, peers_[slot], receive_[slot].msg_hdr.msg_namelen});
-    Stats::bump(context_->stats.lookups);
-    context_->lookup.fetch(
-        std::move(service), [self = shared_from_this(), pending](store::LookupResult result) {
-          auto executor = self->socket_.get_executor();
-          asio::post(executor, [self, pending, result = std::move(result)] {
-            self->answer_fetched(pending->query, pending->peer, pending->peer_length, result);
-          });
-        });
+  // The slow path (dns/deferred_answer.h): the parsed query waits for its
+  // service; the answer goes to the peer of slot `slot` once it is fetched.
+  void answer_later(std::size_t slot, std::shared_ptr<const PendingQuery> pending) {
+    fetch_then_answer(*context_, Transport::udp, std::move(pending), socket_.get_executor(),
+                      deferred_response_,
+                      [self = shared_from_this(), peer = peers_[slot],
+                       peer_length = receive_[slot].msg_hdr.msg_namelen](const Outcome& outcome) {
+                        self->send_deferred(outcome, peer, peer_length);
+                      });
   }
 
-  void answer_fetched(std::span<const std::uint8_t> query, const sockaddr_storage& peer,
-                      socklen_t peer_length, const store::LookupResult& result) {
+  void send_deferred(const Outcome& outcome, const sockaddr_storage& peer, socklen_t peer_length) {
     if (!socket_.is_open()) return;
-    if (!result.ok) Stats::bump(context_->stats.lookup_failures);
-    const Outcome outcome =
-        context_->processor.process(query, Transport::udp, deferred_response_, result);
     if (outcome.kind != Outcome::Kind::respond) {
       Stats::bump(context_->stats.dropped);
       return;

@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include "dns/deferred_answer.h"
 #include "dns/wire.h"
 
 namespace dns {
@@ -135,8 +136,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       Stats::bump(context_.stats.tcp_queries);
       Outcome outcome = context_.processor.process(query, Transport::tcp, response_buffer());
       if (outcome.kind == Outcome::Kind::needs_lookup) {
-        fetch(std::move(outcome.service));
-        break;  // the query stays buffered (at the front after compaction)
+        // The frame stays buffered (at the front after compaction) until its
+        // answer is queued, so that answers leave in the order of the queries.
+        answer_later(std::move(outcome.pending));
+        break;
       }
       queue_response(outcome);
       offset += kFramePrefix + length;
@@ -154,26 +157,22 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
     input_size_ -= offset;
   }
 
-  void fetch(std::string service) {
+  // The slow path (dns/deferred_answer.h); the parsed query is the frame at the
+  // front of the input.
+  void answer_later(std::shared_ptr<const PendingQuery> pending) {
     awaiting_lookup_ = true;
-    Stats::bump(context_.stats.lookups);
-    context_.lookup.fetch(
-        std::move(service), [self = shared_from_this()](store::LookupResult result) {
-          auto executor = self->socket_.get_executor();
-          asio::post(executor, [self, result = std::move(result)] { self->on_fetched(result); });
-        });
+    fetch_then_answer(
+        context_, Transport::tcp, std::move(pending), socket_.get_executor(), response_buffer(),
+        [self = shared_from_this()](const Outcome& outcome) { self->on_answered_later(outcome); });
   }
 
-  void on_fetched(const store::LookupResult& result) {
+  void on_answered_later(const Outcome& outcome) {
     awaiting_lookup_ = false;
     if (closed_) return;
-    if (!result.ok) Stats::bump(context_.stats.lookup_failures);
-    const std::size_t length = load_u16(&input_[0]);
-    const std::span<const std::uint8_t> query(&input_[kFramePrefix], length);
-    queue_response(context_.processor.process(query, Transport::tcp, response_buffer(), result));
-    std::memmove(input_.data(), input_.data() + kFramePrefix + length,
-                 input_size_ - kFramePrefix - length);
-    input_size_ -= kFramePrefix + length;
+    queue_response(outcome);
+    const std::size_t frame = kFramePrefix + load_u16(&input_[0]);
+    std::memmove(input_.data(), input_.data() + frame, input_size_ - frame);
+    input_size_ -= frame;
     answer_buffered_queries();
     flush();
     close_if_done();

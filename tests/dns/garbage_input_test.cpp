@@ -30,7 +30,8 @@ class GarbageInputTest : public ::testing::Test {
       const Outcome outcome = processor_.process(query, transport, std::span(buffer.data(), size));
       for (std::size_t i = size; i < buffer.size(); ++i) ASSERT_EQ(buffer[i], 0xAB);
       if (outcome.kind == Outcome::Kind::needs_lookup) {
-        ASSERT_FALSE(outcome.service.empty());
+        ASSERT_TRUE(outcome.pending);
+        ASSERT_FALSE(outcome.pending->service().empty());
         continue;
       }
       if (outcome.kind == Outcome::Kind::drop) {

@@ -517,27 +517,35 @@ TEST_F(QueryProcessorTest, AnswersRotateOnEveryQueryWhateverTheQueryId) {
 
 TEST_F(QueryProcessorTest, UncachedServicesAskForALookupThenUseTheFetchedSnapshot) {
   lookup_.cached = false;
-  const Bytes query = make_query({.name = "web.service.discovery."});
+  Bytes query = make_query({.name = "web.service.discovery.", .id = 0x4242});
   const Outcome first = run(query);
   ASSERT_EQ(first.kind, Outcome::Kind::needs_lookup);
-  EXPECT_EQ(first.service, "web");
+  ASSERT_TRUE(first.pending);
+  EXPECT_EQ(first.pending->service(), "web");
+  // The pending query owns what it needs: the receive buffer may be reused.
+  std::fill(query.begin(), query.end(), std::uint8_t{0xEE});
 
   buffer_.assign(processor_->buffer_size(Transport::udp), 0);
-  last_ = processor_->process(query, Transport::udp, buffer_, lookup_.result_for("web"));
+  last_ = processor_->resume(*first.pending, Transport::udp, buffer_, lookup_.result_for("web"));
   const Response response = answer_of(last_);
+  EXPECT_EQ(response.id(), 0x4242);
   EXPECT_EQ(response.answer_count(), 2u);
 
   // A fetched empty snapshot: the service does not exist.
-  last_ = processor_->process(make_query({.name = "gone.service.discovery."}), Transport::udp,
-                              buffer_, lookup_.result_for("gone"));
+  const Outcome gone = run(make_query({.name = "gone.service.discovery."}));
+  ASSERT_EQ(gone.kind, Outcome::Kind::needs_lookup);
+  buffer_.assign(processor_->buffer_size(Transport::udp), 0);
+  last_ = processor_->resume(*gone.pending, Transport::udp, buffer_, lookup_.result_for("gone"));
   EXPECT_EQ(answer_of(last_).rcode(), LDNS_RCODE_NXDOMAIN);
 }
 
 TEST_F(QueryProcessorTest, FailedFetchIsServfail) {
+  lookup_.cached = false;
+  const Outcome first = run(make_query({.name = "web.service.discovery."}));
+  ASSERT_EQ(first.kind, Outcome::Kind::needs_lookup);
   lookup_.fail_fetches = true;
   buffer_.assign(processor_->buffer_size(Transport::udp), 0);
-  last_ = processor_->process(make_query({.name = "web.service.discovery."}), Transport::udp,
-                              buffer_, lookup_.result_for("web"));
+  last_ = processor_->resume(*first.pending, Transport::udp, buffer_, lookup_.result_for("web"));
   EXPECT_EQ(last_.rcode, LDNS_RCODE_SERVFAIL);
   const Response response = answer_of(last_);
   EXPECT_EQ(response.rcode(), LDNS_RCODE_SERVFAIL);

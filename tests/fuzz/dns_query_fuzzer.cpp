@@ -95,12 +95,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const dns::Outcome outcome = processor.process(query, transport, response);
     check_response(outcome, query, response);
     if (outcome.kind == dns::Outcome::Kind::needs_lookup) {
-      check(!outcome.service.empty());
+      check(outcome.pending && !outcome.pending->service().empty());
       // The same query answered from a fetched snapshot, and from a failed fetch.
       const store::LookupResult fetched{true, lookup.web(), {}};
-      check_response(processor.process(query, transport, response, fetched), query, response);
+      check_response(processor.resume(*outcome.pending, transport, response, fetched), query,
+                     response);
       const store::LookupResult failed{false, nullptr, "down"};
-      const dns::Outcome servfail = processor.process(query, transport, response, failed);
+      const dns::Outcome servfail = processor.resume(*outcome.pending, transport, response, failed);
       check_response(servfail, query, response);
       check(servfail.kind == dns::Outcome::Kind::respond && servfail.rcode == 2);
     }
