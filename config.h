@@ -1,6 +1,8 @@
 // The daemon's configuration: built-in defaults, overridden by a TOML file
 // (--config), overridden by command-line flags. Each component keeps its own
-// options struct; this file only gathers and validates them.
+// options struct, and its defaults are the only ones: every field below starts
+// from a default-constructed component struct (namespace component_defaults),
+// and config_options.cpp maps the result back onto those structs.
 #pragma once
 
 #include <algorithm>
@@ -12,7 +14,13 @@
 #include <variant>
 #include <vector>
 
+#include "dns/options.h"
+#include "health/checker.h"
+#include "registry/http_server.h"
+#include "store/cache/service_cache.h"
 #include "store/ip_prefix.h"
+#include "store/model.h"
+#include "store/sqlite/sqlite_store.h"
 
 namespace daemon_config {
 
@@ -30,24 +38,34 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+namespace component_defaults {
+inline const store::StoreOptions store;
+inline const registry::HttpServerOptions http;
+inline const dns::Options dns;
+inline const store::CacheOptions cache;
+inline const store::redis::Options redis;
+inline const health::Options health;
+inline const store::CheckDefaults check;
+}  // namespace component_defaults
+
 struct Config {
   // [store]
   std::string db_path = "data/discoveryd.db";
-  bool db_synchronous_full = true;
+  bool db_synchronous_full = component_defaults::store.synchronous_full;
   // How long a write waits for another process's lock before answering 503;
   // unset: 2 s, or half the HTTP request timeout when that is shorter, so the
   // client receives the 503 rather than its own timeout. See busy_timeout().
   std::optional<std::chrono::milliseconds> db_busy_timeout;
   std::chrono::milliseconds busy_timeout() const {
     return db_busy_timeout.value_or(std::min<std::chrono::milliseconds>(
-        std::chrono::milliseconds(2'000), http_request_timeout / 2));
+        component_defaults::store.busy_timeout, http_request_timeout / 2));
   }
   // [http]
-  ListenAddress http_listen{"127.0.0.1", 8500};
-  std::size_t http_max_connections = 1024;
-  std::chrono::milliseconds http_request_timeout{10'000};
-  std::size_t http_max_header_bytes = 8 * 1024;
-  std::size_t http_max_body_bytes = 64 * 1024;
+  ListenAddress http_listen{component_defaults::http.address, component_defaults::http.port};
+  std::size_t http_max_connections = component_defaults::http.max_connections;
+  std::chrono::milliseconds http_request_timeout = component_defaults::http.request_timeout;
+  std::size_t http_max_header_bytes = component_defaults::http.max_header_bytes;
+  std::size_t http_max_body_bytes = component_defaults::http.max_body_bytes;
   // Access control (docs/security.md): bearer tokens scoped to service patterns.
   // No token file: writes are open (a warning is logged unless HTTP listens on
   // loopback only).
@@ -60,47 +78,53 @@ struct Config {
   // built-in list (registry::AddressPolicy::default_deny_ranges).
   std::optional<std::vector<store::IpPrefix>> deny_ranges;
   // [dns]
-  ListenAddress dns_listen{"127.0.0.1", 8600};
-  std::string zones_dir = "zones";
-  std::string domain = "discovery.";
-  std::uint32_t dns_answer_ttl = 5;
-  std::optional<std::uint32_t> dns_negative_ttl;
-  std::uint16_t dns_max_udp_payload = 1232;
-  std::size_t dns_max_tcp_connections = 256;
-  std::chrono::milliseconds dns_tcp_idle_timeout{10'000};
+  ListenAddress dns_listen{component_defaults::dns.listen_address,
+                           component_defaults::dns.listen_port};
+  std::string zones_dir = "zones";  // the zone file is <zones_dir>/<domain>zone
+  std::string domain = component_defaults::dns.domain;
+  std::uint32_t dns_answer_ttl = component_defaults::dns.answer_ttl;
+  std::optional<std::uint32_t> dns_negative_ttl = component_defaults::dns.negative_ttl;
+  std::uint16_t dns_max_udp_payload = component_defaults::dns.max_udp_payload;
+  std::size_t dns_max_tcp_connections = component_defaults::dns.max_tcp_connections;
+  std::chrono::milliseconds dns_tcp_idle_timeout = component_defaults::dns.tcp_idle_timeout;
   std::string dns_version_bind;  // CHAOS version.bind answer; empty: REFUSED
   std::string dns_id_server;     // CHAOS id.server answer; empty: REFUSED
   // Load balancing: strategy of services that registered none, and the cap on
   // A/AAAA records per answer (0: none).
-  std::string dns_default_lb = "round_robin";
-  std::size_t dns_max_answer_records = 0;
+  std::string dns_default_lb{store::to_string(component_defaults::dns.default_lb)};
+  std::size_t dns_max_answer_records = component_defaults::dns.max_answer_records;
   // Response rate limiting per client prefix over UDP (docs/security.md).
   // Loopback is exempt by default so local tools and benchmarks are not limited.
-  std::uint32_t dns_rrl_responses_per_second = 1000;  // 0: off
-  std::uint32_t dns_rrl_burst = 0;                    // 0: one second's worth
-  std::uint32_t dns_rrl_slip = 2;
-  std::uint8_t dns_rrl_ipv4_prefix = 32;
-  std::uint8_t dns_rrl_ipv6_prefix = 56;
-  std::vector<store::IpPrefix> dns_rrl_exempt = store::loopback_prefixes();
-  std::size_t dns_max_tcp_connections_per_client = 16;
+  std::uint32_t dns_rrl_responses_per_second =
+      component_defaults::dns.rate_limit.responses_per_second;             // 0: off
+  std::uint32_t dns_rrl_burst = component_defaults::dns.rate_limit.burst;  // 0: a second's worth
+  std::uint32_t dns_rrl_slip = component_defaults::dns.rate_limit.slip;
+  std::uint8_t dns_rrl_ipv4_prefix = component_defaults::dns.rate_limit.ipv4_prefix;
+  std::uint8_t dns_rrl_ipv6_prefix = component_defaults::dns.rate_limit.ipv6_prefix;
+  std::vector<store::IpPrefix> dns_rrl_exempt = component_defaults::dns.rate_limit.exempt;
+  std::size_t dns_max_tcp_connections_per_client =
+      component_defaults::dns.max_tcp_connections_per_client;
   // [cache]
-  std::string redis = "127.0.0.1:6379";  // "none" or "": no Redis
-  std::string redis_prefix = "discoveryd:";
-  std::chrono::milliseconds cache_ttl{30'000};
-  std::chrono::milliseconds redis_timeout{5};
-  bool near_cache = true;
+  // "none" or "": no Redis.
+  std::string redis =
+      component_defaults::redis.host + ":" + std::to_string(component_defaults::redis.port);
+  std::string redis_prefix = component_defaults::cache.prefix;
+  std::chrono::milliseconds cache_ttl = component_defaults::cache.ttl;
+  std::chrono::milliseconds redis_timeout = component_defaults::redis.command_timeout;
+  bool near_cache = component_defaults::cache.near_cache;
   // Lookups waiting on Redis or the database at once; beyond it DNS answers
   // SERVFAIL (counted as cache.lookups_shed in /v1/status).
-  std::size_t max_lookups_in_flight = 4096;
+  std::size_t max_lookups_in_flight = component_defaults::cache.max_lookups_in_flight;
   // [health]
-  std::chrono::milliseconds check_interval{30'000};
-  std::chrono::milliseconds check_timeout{2'000};
-  std::uint32_t check_failures = 3;
-  std::size_t max_concurrent_probes = 1024;
-  std::optional<double> protection_threshold;  // off unless set
+  std::chrono::milliseconds check_interval = component_defaults::check.interval;
+  std::chrono::milliseconds check_timeout = component_defaults::check.timeout;
+  std::uint32_t check_failures = component_defaults::check.failures;
+  std::size_t max_concurrent_probes = component_defaults::health.max_concurrent_probes;
+  std::optional<double> protection_threshold =
+      component_defaults::health.protection_threshold;  // off unless set
   // How often the checker re-reads every instance (another daemon may share the
   // database).
-  std::chrono::milliseconds resync_interval{60'000};
+  std::chrono::milliseconds resync_interval = component_defaults::health.resync_period;
   // [log]
   std::string log_level = "info";
   // Not in the file: where to write the bound endpoints once serving (for
@@ -114,7 +138,19 @@ struct Config {
 std::variant<Config, int> load(int argc, char** argv);
 
 // Loads a TOML document into `config` (exposed for tests). Throws ConfigError
-// naming the file, the key and what is wrong.
+// naming the file, the key and what is wrong. In config_toml.cpp.
 void apply_toml(Config& config, const std::string& toml_text, const std::string& source_name);
+
+// The components' options from a validated configuration (config_options.cpp).
+store::StoreOptions store_options(const Config& config);
+store::CacheOptions cache_options(const Config& config);
+// `zone_file`: zone_file_path(config), once it is known to load.
+dns::Options dns_options(const Config& config, const std::string& zone_file);
+std::string zone_file_path(const Config& config);
+registry::HttpServerOptions http_options(const Config& config);
+health::Options health_options(const Config& config);
+store::CheckDefaults check_defaults(const Config& config);
+store::LbStrategy default_lb(const Config& config);
+bool redis_configured(const Config& config);
 
 }  // namespace daemon_config

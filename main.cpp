@@ -1,6 +1,8 @@
 // discoveryd: the composition root. It reads the configuration, builds each
 // component, wires them together, runs the event loops and stops them cleanly on
-// SIGINT/SIGTERM. No behaviour lives here; every piece is in its component.
+// SIGINT/SIGTERM. No behaviour lives here; every piece is in its component
+// (config_options.cpp maps the configuration onto each component's options,
+// each component renders its own part of /v1/status).
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -12,22 +14,25 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-
 #include <thread>
 
 #include "config.h"
 #include "dns/server.h"
+#include "dns/status.h"
 #include "health/checker.h"
+#include "health/status.h"
 #include "registry/address_policy.h"
 #include "registry/api.h"
 #include "registry/auth.h"
 #include "registry/http_server.h"
+#include "store/cache/cache_status.h"
 #include "store/cache/service_cache.h"
-#include "store/duration.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 
 namespace {
+
+using daemon_config::Config;
 
 void setup_logging(const std::string& level) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
@@ -51,62 +56,9 @@ void write_ready_file(const std::string& path, const nlohmann::json& endpoints) 
   std::filesystem::rename(temporary, path);
 }
 
-store::CacheOptions cache_options(const daemon_config::Config& config) {
-  store::CacheOptions options;
-  if (config.redis != "none" && !config.redis.empty()) {
-    options.redis = store::redis::parse_address(config.redis);  // validated by config
-    options.redis->command_timeout = config.redis_timeout;
-  }
-  options.prefix = config.redis_prefix;
-  options.ttl = config.cache_ttl;
-  options.near_cache = config.near_cache;
-  options.max_lookups_in_flight = config.max_lookups_in_flight;
-  return options;
-}
-
-dns::Options dns_options(const daemon_config::Config& config, const std::string& zone_file) {
-  dns::Options options;
-  options.domain = config.domain;
-  options.zone_file = zone_file;
-  options.listen_address = config.dns_listen.host;
-  options.listen_port = config.dns_listen.port;
-  options.answer_ttl = config.dns_answer_ttl;
-  options.negative_ttl = config.dns_negative_ttl;
-  options.max_udp_payload = config.dns_max_udp_payload;
-  options.version_bind = config.dns_version_bind;
-  options.id_server = config.dns_id_server;
-  options.tcp_idle_timeout = config.dns_tcp_idle_timeout;
-  options.max_tcp_connections = config.dns_max_tcp_connections;
-  options.default_lb =
-      store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin);
-  options.max_answer_records = config.dns_max_answer_records;
-  options.max_tcp_connections_per_client = config.dns_max_tcp_connections_per_client;
-  options.rate_limit.responses_per_second = config.dns_rrl_responses_per_second;
-  options.rate_limit.burst = config.dns_rrl_burst;
-  options.rate_limit.slip = config.dns_rrl_slip;
-  options.rate_limit.ipv4_prefix = config.dns_rrl_ipv4_prefix;
-  options.rate_limit.ipv6_prefix = config.dns_rrl_ipv6_prefix;
-  options.rate_limit.exempt = config.dns_rrl_exempt;
-  return options;
-}
-
-registry::HttpServerOptions http_options(const daemon_config::Config& config) {
-  registry::HttpServerOptions options;
-  options.address = config.http_listen.host;
-  options.port = config.http_listen.port;
-  options.max_connections = config.http_max_connections;
-  options.request_timeout = config.http_request_timeout;
-  options.max_header_bytes = config.http_max_header_bytes;
-  options.max_body_bytes = config.http_max_body_bytes;
-  options.tls_certificate_file = config.tls_cert;
-  options.tls_private_key_file = config.tls_key;
-  return options;
-}
-
 // Reads the token file into a complete policy; throws registry::AuthConfigError
 // naming the file and line, so a broken file never half-replaces a good one.
-std::shared_ptr<const registry::AccessControl> load_access_control(
-    const daemon_config::Config& config) {
+std::shared_ptr<const registry::AccessControl> load_access_control(const Config& config) {
   auto tokens = registry::TokenStore::load(config.token_file);
   const auto read_access =
       registry::parse_read_access(config.read_access).value_or(registry::ReadAccess::open);
@@ -121,286 +73,221 @@ bool is_loopback(const std::string& host) {
   return address && store::is_loopback(*address);
 }
 
-nlohmann::json dns_status(const dns::Server& server) {
-  const auto& s = server.stats();
-  return {{"status", "serving"},
-          {"udp", server.udp_endpoint().to_string()},
-          {"tcp", server.tcp_endpoint().to_string()},
-          {"udp_queries", s.udp_queries.load()},
-          {"tcp_queries", s.tcp_queries.load()},
-          {"noerror", s.noerror.load()},
-          {"nxdomain", s.nxdomain.load()},
-          {"servfail", s.servfail.load()},
-          {"refused", s.refused.load()},
-          {"formerr", s.formerr.load()},
-          {"notimp", s.notimp.load()},
-          {"truncated", s.truncated.load()},
-          {"dropped", s.dropped.load()},
-          {"lookups", s.lookups.load()},
-          {"lookup_failures", s.lookup_failures.load()},
-          {"tcp_connections_open", s.tcp_connections_open.load()},
-          {"tcp_connections_rejected", s.tcp_connections_rejected.load()},
-          {"tcp_refused_per_client", s.tcp_refused_per_client.load()},
-          {"rate_limited_dropped", s.rate_limited_dropped.load()},
-          {"rate_limited_slipped", s.rate_limited_slipped.load()}};
+store::SqliteStore open_store(const Config& config) {
+  const auto directory = std::filesystem::path(config.db_path).parent_path();
+  if (!directory.empty()) std::filesystem::create_directories(directory);
+  return store::SqliteStore(daemon_config::store_options(config));
 }
 
-nlohmann::json cache_status(const store::ServiceCache& cache) {
-  const auto s = cache.stats();
-  return {{"status", cache.status()},
-          {"redis_connected", s.redis_connected},
-          {"redis_trusted", s.redis_trusted},
-          {"tracking_active", s.tracking_active},
-          {"near_entries", s.near_entries},
-          {"near_evicted", s.near_evicted},
-          {"near_refused", s.near_refused},
-          {"known_services", s.known_services},
-          {"known_names_active", s.known_names_active},
-          {"absent_answers", s.absent_answers},
-          {"lookups_in_flight", s.lookups_in_flight},
-          {"lookups_shed", s.lookups_shed},
-          {"tracked_generations", s.tracked_generations},
-          {"near_hits", s.near_hits},
-          {"redis_hits", s.redis_hits},
-          {"redis_misses", s.redis_misses},
-          {"fills", s.fills},
-          {"fills_refused", s.fills_refused},
-          {"invalidations", s.invalidations},
-          {"invalidation_failures", s.invalidation_failures},
-          {"fallbacks", s.fallbacks},
-          {"redis_errors", s.redis_errors},
-          {"db_reads", s.db_reads},
-          {"coalesced", s.coalesced},
-          {"stale_retries", s.stale_retries},
-          {"outbox_replays", s.outbox_replays}};
-}
+// The components in the order they are built (members are constructed in
+// declaration order and destroyed in reverse): the store, the writer and its
+// commit subscribers in fan-out order (the cache first, so every batch is
+// invalidated before it is acknowledged, then the checker), DNS, HTTP. Each
+// component with a thread of its own gets its own io_context, so that probes
+// never delay DNS or HTTP and DNS never queues behind HTTP work.
+class Daemon {
+ public:
+  explicit Daemon(const Config& config);
+  // Runs until SIGINT/SIGTERM, then stops everything in order. Returns the exit
+  // code.
+  int run();
 
-health::Options health_options(const daemon_config::Config& config) {
-  health::Options options;
-  options.default_interval = config.check_interval;
-  options.default_timeout = config.check_timeout;
-  options.default_failures = config.check_failures;
-  options.max_concurrent_probes = config.max_concurrent_probes;
-  options.protection_threshold = config.protection_threshold;
-  options.resync_period = config.resync_interval;
-  return options;
-}
+ private:
+  health::Options checker_options();
+  void report_status(nlohmann::json& status) const;
+  void restrict_registered_addresses();
+  void reload_on_sighup();
+  void stop_on_signal();
+  void stop_when_drained();
 
-nlohmann::json health_status(const health::Checker& checker) {
-  const auto s = checker.stats();
-  return {{"instances", s.instances},
-          {"failing", s.failing},
-          {"probes_started", s.probes_started},
-          {"probes_passed", s.probes_passed},
-          {"probes_failed", s.probes_failed},
-          {"probes_in_flight", s.probes_in_flight},
-          {"probes_queued", s.probes_queued},
-          {"removals", s.removals},
-          {"removals_suppressed", s.removals_suppressed},
-          {"removals_kept", s.removals_kept},
-          {"protection_active", s.protection_active},
-          {"cap_hits", s.cap_hits},
-          {"record_batches", s.record_batches},
-          {"resyncs", s.resyncs}};
-}
+  const Config& config_;
+  std::shared_ptr<spdlog::logger> log_ = spdlog::get("main");
+  store::SqliteStore store_;
+  boost::asio::io_context health_io_;  // the checker posts to it: declared first
+  store::Writer writer_;
+  store::ServiceCache cache_;
+  store::Writer::Subscription cache_subscription_;
+  const std::string zone_file_;
+  boost::asio::io_context dns_io_;
+  dns::Server dns_server_;
+  health::Checker checker_;
+  store::Writer::Subscription checker_subscription_;
+  boost::asio::io_context io_;  // HTTP and signals, on the main thread
+  registry::Api api_;
+  registry::HttpServer http_;
+  boost::asio::signal_set stop_signals_{io_, SIGINT, SIGTERM};
+  boost::asio::signal_set reload_signals_{io_, SIGHUP};
+  boost::asio::steady_timer drain_poll_{io_};
+  std::chrono::steady_clock::time_point drain_deadline_{};
+};
 
-nlohmann::json events_json(const std::vector<health::RemovalEvent>& events) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& event : events) {
-    list.push_back({{"type", "removed"},
-                    {"service", event.service},
-                    {"id", event.id},
-                    {"address", event.address},
-                    {"port", event.port},
-                    {"reason", event.reason},
-                    {"failures", event.failures},
-                    {"at", store::format_timestamp(event.at)}});
-  }
-  return list;
-}
-
-int run(const daemon_config::Config& config) {
-  auto log = spdlog::get("main");
-  const auto db_directory = std::filesystem::path(config.db_path).parent_path();
-  if (!db_directory.empty()) std::filesystem::create_directories(db_directory);
-
-  store::SqliteStore store({config.db_path, config.db_synchronous_full, config.busy_timeout()});
-  log->info("database {} open (schema version {})", config.db_path, store.schema_version());
-
-  // The io_context the checker posts to outlives it: declared first.
-  boost::asio::io_context health_io;
-  store::Writer writer(store);
-  // Commit subscribers, in the order the fan-out calls them (store/writer.h): the
-  // cache first, so every batch is invalidated before it is acknowledged.
-  store::ServiceCache cache(store, writer, cache_options(config));
-  const auto cache_subscription = writer.subscribe(cache);
-  cache.start();
-  if (config.redis == "none" || config.redis.empty()) {
-    log->info("cache: no Redis configured; in-process cache and SQLite only");
+Daemon::Daemon(const Config& config)
+    : config_(config),
+      store_(open_store(config)),
+      writer_(store_),
+      cache_(store_, writer_, daemon_config::cache_options(config)),
+      cache_subscription_(writer_.subscribe(cache_)),
+      zone_file_(daemon_config::zone_file_path(config)),
+      dns_server_(dns_io_, daemon_config::dns_options(config, zone_file_),
+                  dns::Zone::load(zone_file_, config.domain), cache_),
+      checker_(health_io_, store_, writer_, checker_options()),
+      checker_subscription_(writer_.subscribe(checker_)),
+      api_(
+          store_, writer_, cache_, daemon_config::check_defaults(config),
+          [this](nlohmann::json& status) { report_status(status); },
+          [this] { return health::events_json(checker_.recent_removals()); }),
+      http_(io_, daemon_config::http_options(config), api_) {
+  log_->info("database {} open (schema version {})", config.db_path, store_.schema_version());
+  cache_.start();
+  if (!daemon_config::redis_configured(config)) {
+    log_->info("cache: no Redis configured; in-process cache and SQLite only");
   } else {
-    log->info("cache: Redis at {} (prefix \"{}\", TTL {} ms, timeout {} ms)", config.redis,
-              config.redis_prefix, config.cache_ttl.count(), config.redis_timeout.count());
+    log_->info("cache: Redis at {} (prefix \"{}\", TTL {} ms, timeout {} ms)", config.redis,
+               config.redis_prefix, config.cache_ttl.count(), config.redis_timeout.count());
   }
-
-  // DNS on its own thread, so that queries never queue behind HTTP work.
-  const std::string zone_file =
-      (std::filesystem::path(config.zones_dir) / (config.domain + "zone")).string();
-  auto zone = dns::Zone::load(zone_file, config.domain);
-  boost::asio::io_context dns_io;
-  dns::Server dns_server(dns_io, dns_options(config, zone_file), zone, cache);
-  dns_server.start();
-  log->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file,
-            dns_server.udp_endpoint().to_string());
-
-  // The health checker on its own thread: probes never delay HTTP or DNS.
-  auto checker_options = health_options(config);
-  // An X-Load header of a passing probe feeds least_loaded ordering; it records
-  // the load only (no heartbeat: a probe is not the instance's proof of life).
-  checker_options.on_reported_load = [&writer](const std::string& service, const std::string& id,
-                                               double load) {
-    writer.submit(store::ReportLoad{service, id, load}, [](const store::MutationResult&) {});
-  };
-  health::Checker checker(health_io, store, writer, checker_options);
-  const auto checker_subscription = writer.subscribe(checker);
-  checker.start();
-  log->info(
+  dns_server_.start();
+  log_->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file_,
+             dns_server_.udp_endpoint().to_string());
+  checker_.start();
+  log_->info(
       "health checker started ({} instances; defaults: every {} ms, timeout {} ms, {} failures)",
-      checker.stats().instances, config.check_interval.count(), config.check_timeout.count(),
+      checker_.stats().instances, config.check_interval.count(), config.check_timeout.count(),
       config.check_failures);
 
-  boost::asio::io_context io;
-  registry::HttpServer* http_server = nullptr;
-  const auto report_status = [&](nlohmann::json& status) {
-    const auto stats = http_server->stats();
-    status["http"] = {{"open_connections", stats.open_connections},
-                      {"accepted", stats.accepted},
-                      {"rejected_over_limit", stats.rejected_over_limit},
-                      {"requests", stats.requests},
-                      {"tls", !config.tls_cert.empty()},
-                      {"tls_handshake_failures", stats.tls_handshake_failures}};
-    status["dns"] = dns_status(dns_server);
-    status["cache"] = cache_status(cache);
-    status["health"] = health_status(checker);
-  };
-  const auto report_events = [&] { return events_json(checker.recent_removals()); };
-  registry::Api api(store, writer, cache,
-                    {config.check_interval, config.check_timeout, config.check_failures},
-                    report_status, report_events);
-  api.set_default_strategy(
-      store::parse_lb_strategy(config.dns_default_lb).value_or(store::LbStrategy::round_robin));
+  api_.set_default_strategy(daemon_config::default_lb(config));
   if (!config.token_file.empty()) {
-    api.set_access_control(load_access_control(config));
+    api_.set_access_control(load_access_control(config));
   } else if (!is_loopback(config.http_listen.host)) {
-    log->warn(
+    log_->warn(
         "HTTP API on {} without authentication: anyone who can reach it can register and "
         "deregister any service; set http.token_file (docs/security.md)",
         config.http_listen.to_string());
   }
-  registry::HttpServer http(io, http_options(config), api);
-  http_server = &http;
-  http.start();
-  const daemon_config::ListenAddress http_bound{config.http_listen.host, http.port()};
-  log->info("HTTP API listening on {} ({})", http_bound.to_string(),
-            config.tls_cert.empty() ? "plain HTTP" : "HTTPS");
+  http_.start();
+  const daemon_config::ListenAddress http_bound{config.http_listen.host, http_.port()};
+  log_->info("HTTP API listening on {} ({})", http_bound.to_string(),
+             http_.tls() ? "HTTPS" : "plain HTTP");
+  restrict_registered_addresses();
+  if (!config.ready_file.empty()) {
+    write_ready_file(config.ready_file, {{"http", http_bound.to_string()},
+                                         {"dns", dns_server_.udp_endpoint().to_string()},
+                                         {"pid", ::getpid()}});
+  }
+}
 
-  // Registrations may not point at multicast, link-local, ... nor at ourselves;
-  // built once the ports are bound, since port 0 means "any free port".
+health::Options Daemon::checker_options() {
+  auto options = daemon_config::health_options(config_);
+  // An X-Load header of a passing probe feeds least_loaded ordering; it records
+  // the load only (no heartbeat: a probe is not the instance's proof of life).
+  options.on_reported_load = [this](const std::string& service, const std::string& id,
+                                    double load) {
+    writer_.submit(store::ReportLoad{service, id, load}, [](const store::MutationResult&) {});
+  };
+  return options;
+}
+
+// On the HTTP thread; each component renders its own part.
+void Daemon::report_status(nlohmann::json& status) const {
+  status["http"] = registry::status_json(http_.stats(), http_.tls());
+  status["dns"] = dns::status_json(dns_server_);
+  status["cache"] = store::status_json(cache_);
+  status["health"] = health::status_json(checker_);
+}
+
+// Registrations may not point at multicast, link-local, ... nor at ourselves;
+// built once the ports are bound, since port 0 means "any free port".
+void Daemon::restrict_registered_addresses() {
   const auto own_address = [](const std::string& host, std::uint16_t port) {
     return registry::ListenEndpoint{*store::IpAddress::parse(host), port};
   };
-  auto address_policy = std::make_shared<const registry::AddressPolicy>(
-      config.deny_ranges.value_or(registry::AddressPolicy::default_deny_ranges()),
+  auto policy = std::make_shared<const registry::AddressPolicy>(
+      config_.deny_ranges.value_or(registry::AddressPolicy::default_deny_ranges()),
       std::vector<registry::ListenEndpoint>{
-          own_address(config.http_listen.host, http.port()),
-          own_address(config.dns_listen.host, dns_server.udp_endpoint().port),
-          own_address(config.dns_listen.host, dns_server.tcp_endpoint().port)});
-  api.set_registration_filter([address_policy](const store::Registration& registration) {
-    return address_policy->check(registration);
-  });
+          own_address(config_.http_listen.host, http_.port()),
+          own_address(config_.dns_listen.host, dns_server_.udp_endpoint().port),
+          own_address(config_.dns_listen.host, dns_server_.tcp_endpoint().port)});
+  api_.set_registration_filter(
+      [policy](const store::Registration& registration) { return policy->check(registration); });
+}
 
-  if (!config.ready_file.empty()) {
-    write_ready_file(config.ready_file, {{"http", http_bound.to_string()},
-                                         {"dns", dns_server.udp_endpoint().to_string()},
-                                         {"pid", ::getpid()}});
-  }
-
+int Daemon::run() {
   // Every step that can fail (zone, binds, reading the registry) is done: only now
   // start the threads, so that a start-up error unwinds cleanly (exit 1) instead
   // of meeting a running std::thread (std::terminate).
-  auto dns_work = boost::asio::make_work_guard(dns_io);
-  std::thread dns_thread([&] { dns_io.run(); });
-  auto health_work = boost::asio::make_work_guard(health_io);
-  std::thread health_thread([&] { health_io.run(); });
-
-  // Stop on SIGINT/SIGTERM: no new connections; requests in flight complete; then
-  // the writer drains and the database closes. A second signal, or clients still
-  // busy after the grace period, end the loop at once.
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  // SIGHUP re-reads the token file and the TLS certificate. A file that cannot be
-  // used is refused as a whole: what is in force stays, and the log says why.
-  boost::asio::signal_set reload_signals(io, SIGHUP);
-  std::function<void()> wait_for_reload = [&] {
-    reload_signals.async_wait([&](const boost::system::error_code& ec, int) {
-      if (ec) return;
-      if (config.token_file.empty()) {
-        log->info("SIGHUP: no token file configured; nothing to reload");
-      } else {
-        try {
-          api.set_access_control(load_access_control(config));
-        } catch (const std::exception& error) {
-          log->error("SIGHUP: token file not reloaded, previous tokens stay in force: {}",
-                     error.what());
-        }
-      }
-      try {
-        if (http.reload_tls()) log->info("SIGHUP: TLS certificate and key reloaded");
-      } catch (const std::exception& error) {
-        log->error("SIGHUP: TLS certificate not reloaded, the previous one stays in force: {}",
-                   error.what());
-      }
-      wait_for_reload();
-    });
-  };
-  wait_for_reload();
-  boost::asio::steady_timer drain_poll(io);
-  const auto shutdown_deadline = std::make_shared<std::chrono::steady_clock::time_point>();
-  std::function<void()> wait_for_drain = [&] {
-    if (http.stats().open_connections == 0 ||
-        std::chrono::steady_clock::now() >= *shutdown_deadline) {
-      signals.cancel();
-      reload_signals.cancel();
-      io.stop();
-      return;
-    }
-    drain_poll.expires_after(std::chrono::milliseconds(20));
-    drain_poll.async_wait([&](const boost::system::error_code& ec) {
-      if (!ec) wait_for_drain();
-    });
-  };
-  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    log->info("signal {} received: shutting down", signal);
-    http.stop();
-    *shutdown_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    signals.async_wait([&](const boost::system::error_code& ec, int) {
-      if (!ec) io.stop();
-    });
-    wait_for_drain();
-  });
-
-  io.run();
-  // HTTP is done. Close the DNS listeners, then let the writer commit what is
-  // queued (its listener still needs the cache), then stop the cache.
-  dns_server.stop();
+  auto dns_work = boost::asio::make_work_guard(dns_io_);
+  std::thread dns_thread([this] { dns_io_.run(); });
+  auto health_work = boost::asio::make_work_guard(health_io_);
+  std::thread health_thread([this] { health_io_.run(); });
+  reload_on_sighup();
+  stop_on_signal();
+  io_.run();
+  // HTTP is done. Close the DNS listeners, then let the checker flush its check
+  // records and the writer commit what is queued (its subscribers still need the
+  // cache), then stop the cache.
+  dns_server_.stop();
   dns_work.reset();
   dns_thread.join();
-  checker.stop();  // flushes its pending check records through the writer
+  checker_.stop();
   health_work.reset();
   health_thread.join();
-  writer.stop();
-  cache.stop();
-  log->info("stopped");
+  writer_.stop();
+  cache_.stop();
+  log_->info("stopped");
   return 0;
+}
+
+// SIGHUP re-reads the token file and the TLS certificate. A file that cannot be
+// used is refused as a whole: what is in force stays, and the log says why.
+void Daemon::reload_on_sighup() {
+  reload_signals_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    if (config_.token_file.empty()) {
+      log_->info("SIGHUP: no token file configured; nothing to reload");
+    } else {
+      try {
+        api_.set_access_control(load_access_control(config_));
+      } catch (const std::exception& error) {
+        log_->error("SIGHUP: token file not reloaded, previous tokens stay in force: {}",
+                    error.what());
+      }
+    }
+    try {
+      if (http_.reload_tls()) log_->info("SIGHUP: TLS certificate and key reloaded");
+    } catch (const std::exception& error) {
+      log_->error("SIGHUP: TLS certificate not reloaded, the previous one stays in force: {}",
+                  error.what());
+    }
+    reload_on_sighup();
+  });
+}
+
+// SIGINT/SIGTERM: no new connections; requests in flight complete; then the
+// loop ends. A second signal, or clients still busy after the grace period, end
+// it at once.
+void Daemon::stop_on_signal() {
+  stop_signals_.async_wait([this](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    log_->info("signal {} received: shutting down", signal);
+    http_.stop();
+    drain_deadline_ = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    stop_signals_.async_wait([this](const boost::system::error_code& ec, int) {
+      if (!ec) io_.stop();
+    });
+    stop_when_drained();
+  });
+}
+
+void Daemon::stop_when_drained() {
+  if (http_.stats().open_connections == 0 || std::chrono::steady_clock::now() >= drain_deadline_) {
+    stop_signals_.cancel();
+    reload_signals_.cancel();
+    io_.stop();
+    return;
+  }
+  drain_poll_.expires_after(std::chrono::milliseconds(20));
+  drain_poll_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) stop_when_drained();
+  });
 }
 
 }  // namespace
@@ -408,7 +295,7 @@ int run(const daemon_config::Config& config) {
 int main(int argc, char** argv) {
   auto loaded = daemon_config::load(argc, argv);
   if (auto* exit_code = std::get_if<int>(&loaded)) return *exit_code;
-  const auto& config = std::get<daemon_config::Config>(loaded);
+  const auto& config = std::get<Config>(loaded);
   setup_logging(config.log_level);
   // A file-size limit (ulimit -f) must turn a too-large write into an error the
   // store reports (503), not SIGXFSZ killing the daemon with writes in flight.
@@ -416,7 +303,8 @@ int main(int argc, char** argv) {
   // A client that closes its socket mid-response must not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   try {
-    return run(config);
+    Daemon daemon(config);
+    return daemon.run();
   } catch (const std::exception& error) {
     spdlog::get("main")->critical("{}", error.what());
     return 1;

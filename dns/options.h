@@ -17,8 +17,10 @@ namespace dns {
 // UDP only: a spoofed source can make us send UDP answers to a victim, but cannot
 // complete a TCP handshake, so TCP answers amplify nothing.
 struct RateLimitOptions {
-  std::uint32_t responses_per_second = 0;  // per client prefix; 0: off
-  std::uint32_t burst = 0;                 // bucket size; 0: equal to responses_per_second
+  // Per client prefix; 0: off. 1000 is far above what one resolver sends for
+  // service discovery, and low enough to make the server a poor amplifier.
+  std::uint32_t responses_per_second = 1000;
+  std::uint32_t burst = 0;  // bucket size; 0: equal to responses_per_second
   // Every Nth limited response is sent as an empty TC=1 reply (0: never; 1: always),
   // so that a real client behind the limit retries over TCP, while a spoofed
   // victim gets a reply no larger than the query (BIND and Knot call it "slip").
@@ -27,7 +29,8 @@ struct RateLimitOptions {
   // NAT pool) must not get many buckets.
   std::uint8_t ipv4_prefix = 32;
   std::uint8_t ipv6_prefix = 56;
-  std::vector<store::IpPrefix> exempt;  // never limited (the daemon: 127.0.0.0/8, ::1)
+  // Never limited: loopback by default, so local tools and benchmarks are not.
+  std::vector<store::IpPrefix> exempt = store::loopback_prefixes();
   // Memory bound of the table of buckets (rounded up to a multiple of 8): spoofed
   // sources evict the fullest buckets instead of growing it.
   std::size_t max_tracked_clients = 65536;

@@ -41,9 +41,9 @@ namespace health {
 struct Options {
   // Used by checks that leave the field at zero (see store::HealthCheck). A ttl
   // check without an interval is judged once per ttl (each ttl is one deadline).
-  std::chrono::milliseconds default_interval{std::chrono::seconds(30)};
-  std::chrono::milliseconds default_timeout{std::chrono::seconds(2)};
-  std::uint32_t default_failures = 3;
+  std::chrono::milliseconds default_interval = store::CheckDefaults{}.interval;
+  std::chrono::milliseconds default_timeout = store::CheckDefaults{}.timeout;
+  std::uint32_t default_failures = store::CheckDefaults{}.failures;
   // Probes beyond this wait in a queue (never dropped); see Stats::cap_hits.
   std::size_t max_concurrent_probes = 1024;
   // Each interval is stretched or shrunk by up to this fraction, at random.

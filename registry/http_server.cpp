@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <list>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <type_traits>
@@ -458,6 +459,19 @@ HttpServerStats HttpServer::stats() const {
   HttpServerStats stats = impl_->counters;
   stats.open_connections = impl_->connections.size();
   return stats;
+}
+
+bool HttpServer::tls() const {
+  return !impl_->options.tls_certificate_file.empty();
+}
+
+nlohmann::json status_json(const HttpServerStats& stats, bool tls) {
+  return {{"open_connections", stats.open_connections},
+          {"accepted", stats.accepted},
+          {"rejected_over_limit", stats.rejected_over_limit},
+          {"requests", stats.requests},
+          {"tls", tls},
+          {"tls_handshake_failures", stats.tls_handshake_failures}};
 }
 
 }  // namespace registry

@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace boost::asio {
 class io_context;
 }
@@ -20,7 +22,7 @@ class Api;
 
 struct HttpServerOptions {
   std::string address = "127.0.0.1";
-  std::uint16_t port = 8053;  // 0: any free port (see HttpServer::port)
+  std::uint16_t port = 8500;  // 0: any free port (see HttpServer::port)
   std::size_t max_connections = 1024;
   // A whole request (headers and body) must arrive within this time, which also
   // bounds how long an idle keep-alive connection is held open.
@@ -45,6 +47,9 @@ struct HttpServerStats {
   std::uint64_t tls_handshake_failures = 0;
 };
 
+// The HTTP server's part of GET /v1/status (docs/api.md).
+nlohmann::json status_json(const HttpServerStats& stats, bool tls);
+
 class HttpServer {
  public:
   HttpServer(boost::asio::io_context& io, HttpServerOptions options, Api& api);
@@ -68,6 +73,8 @@ class HttpServer {
   // their connections close after the response. Call on the io_context's thread.
   void stop();
   HttpServerStats stats() const;
+  // Whether the API is served over TLS (a certificate is configured).
+  bool tls() const;
 
  private:
   struct Impl;

@@ -19,11 +19,7 @@ struct ValidationError {
 
 // The daemon-wide defaults a registration falls back to; needed here because a
 // check's timeout must be shorter than its (possibly defaulted) interval.
-struct CheckDefaults {
-  std::chrono::milliseconds interval{30'000};
-  std::chrono::milliseconds timeout{2'000};
-  std::uint32_t failures = 3;
-};
+using CheckDefaults = store::CheckDefaults;
 
 inline constexpr std::chrono::milliseconds kMinDuration{100};
 inline constexpr std::chrono::milliseconds kMaxDuration{3'600'000};
@@ -31,7 +27,7 @@ inline constexpr std::size_t kMaxTags = 64;
 inline constexpr std::size_t kMaxMetaEntries = 64;
 inline constexpr std::size_t kMaxMetaKeyLength = 128;
 inline constexpr std::size_t kMaxMetaValueLength = 512;
-inline constexpr std::uint32_t kMaxCheckFailures = 100;
+using store::kMaxCheckFailures;
 
 // A DNS label as services, ids and tags must be: 1 to 63 of [A-Za-z0-9-], not
 // starting or ending with '-'. Returns the lower-cased label, or nullopt.

@@ -63,6 +63,17 @@ struct HealthCheck {
   friend bool operator==(const HealthCheck&, const HealthCheck&) = default;
 };
 
+// The daemon's defaults for checks that leave a field at zero (health.interval,
+// health.timeout, health.failures): the one source that the configuration,
+// registration validation and the health checker all read.
+struct CheckDefaults {
+  Milliseconds interval{30'000};
+  Milliseconds timeout{2'000};
+  std::uint32_t failures = 3;
+};
+// A check's failure count may not exceed this (registrations and configuration).
+inline constexpr std::uint32_t kMaxCheckFailures = 100;
+
 // What a client registers. Health data lives beside it in Instance.
 struct Registration {
   std::string service;  // lower-case DNS label

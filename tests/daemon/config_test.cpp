@@ -34,6 +34,64 @@ TEST(Config, ListenAddressesParseBothFamilies) {
   }
 }
 
+// One source per default: a configuration nobody changed hands every component
+// exactly the defaults of its own options struct, and registrations the same
+// check defaults as the checker.
+TEST(Config, UntouchedDefaultsAreTheComponentsOwn) {
+  const Config config;
+  const dns::Options dns_defaults;
+  const auto dns = daemon_config::dns_options(config, dns_defaults.zone_file);
+  EXPECT_EQ(dns.listen_address, dns_defaults.listen_address);
+  EXPECT_EQ(dns.listen_port, dns_defaults.listen_port);
+  EXPECT_EQ(dns.domain, dns_defaults.domain);
+  EXPECT_EQ(dns.answer_ttl, dns_defaults.answer_ttl);
+  EXPECT_EQ(dns.max_udp_payload, dns_defaults.max_udp_payload);
+  EXPECT_EQ(dns.max_tcp_connections, dns_defaults.max_tcp_connections);
+  EXPECT_EQ(dns.max_tcp_connections_per_client, dns_defaults.max_tcp_connections_per_client);
+  EXPECT_EQ(dns.tcp_idle_timeout, dns_defaults.tcp_idle_timeout);
+  EXPECT_EQ(dns.default_lb, dns_defaults.default_lb);
+  EXPECT_EQ(dns.rate_limit.responses_per_second, dns_defaults.rate_limit.responses_per_second);
+  EXPECT_EQ(dns.rate_limit.slip, dns_defaults.rate_limit.slip);
+  EXPECT_EQ(dns.rate_limit.exempt, dns_defaults.rate_limit.exempt);
+  EXPECT_EQ(daemon_config::zone_file_path(config), dns_defaults.zone_file);
+
+  const registry::HttpServerOptions http_defaults;
+  const auto http = daemon_config::http_options(config);
+  EXPECT_EQ(http.address, http_defaults.address);
+  EXPECT_EQ(http.port, 8500);
+  EXPECT_EQ(http.port, http_defaults.port);
+  EXPECT_EQ(http.max_connections, http_defaults.max_connections);
+  EXPECT_EQ(http.request_timeout, http_defaults.request_timeout);
+  EXPECT_EQ(http.max_body_bytes, http_defaults.max_body_bytes);
+
+  const health::Options health_defaults;
+  const auto health = daemon_config::health_options(config);
+  EXPECT_EQ(health.default_interval, health_defaults.default_interval);
+  EXPECT_EQ(health.default_timeout, health_defaults.default_timeout);
+  EXPECT_EQ(health.default_failures, health_defaults.default_failures);
+  EXPECT_EQ(health.max_concurrent_probes, health_defaults.max_concurrent_probes);
+  EXPECT_EQ(health.resync_period, health_defaults.resync_period);
+  const auto checks = daemon_config::check_defaults(config);
+  EXPECT_EQ(checks.interval, health.default_interval);
+  EXPECT_EQ(checks.timeout, health.default_timeout);
+  EXPECT_EQ(checks.failures, health.default_failures);
+
+  const store::CacheOptions cache_defaults;
+  const auto cache = daemon_config::cache_options(config);
+  EXPECT_EQ(cache.prefix, cache_defaults.prefix);
+  EXPECT_EQ(cache.ttl, cache_defaults.ttl);
+  EXPECT_EQ(cache.max_lookups_in_flight, cache_defaults.max_lookups_in_flight);
+  ASSERT_TRUE(cache.redis);
+  EXPECT_EQ(cache.redis->host, store::redis::Options{}.host);
+  EXPECT_EQ(cache.redis->port, store::redis::Options{}.port);
+  EXPECT_EQ(cache.redis->command_timeout, store::redis::Options{}.command_timeout);
+
+  const store::StoreOptions store_defaults;
+  EXPECT_EQ(daemon_config::store_options(config).busy_timeout, store_defaults.busy_timeout);
+  EXPECT_EQ(daemon_config::store_options(config).synchronous_full,
+            store_defaults.synchronous_full);
+}
+
 TEST(Config, TomlOverridesDefaults) {
   Config config;
   daemon_config::apply_toml(config, R"(

@@ -36,6 +36,7 @@ RateLimitOptions limit(std::uint32_t rate, std::uint32_t burst = 0, std::uint32_
   options.responses_per_second = rate;
   options.burst = burst;
   options.slip = slip;
+  options.exempt = {};  // every client is limited unless a test says otherwise
   return options;
 }
 
@@ -49,8 +50,13 @@ int responded(RateLimiter& limiter, const store::IpAddress& client, Clock::time_
 
 const Clock::time_point kStart = Clock::time_point{} + 1000h;
 
-TEST(RateLimiterTest, OffUnlessARateIsSet) {
-  EXPECT_FALSE(RateLimiter::enabled(RateLimitOptions{}));
+TEST(RateLimiterTest, OnByDefaultWithLoopbackExemptAndOffAtRateZero) {
+  // The daemon's defaults are these (config.h reads them from RateLimitOptions).
+  const RateLimitOptions defaults;
+  EXPECT_TRUE(RateLimiter::enabled(defaults));
+  EXPECT_EQ(defaults.responses_per_second, 1000u);
+  EXPECT_EQ(defaults.exempt, store::loopback_prefixes());
+  EXPECT_FALSE(RateLimiter::enabled(limit(0)));
   EXPECT_TRUE(RateLimiter::enabled(limit(1)));
 }
 
