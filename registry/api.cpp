@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <random>
 
 #include "store/balancing/instance_selection.h"
@@ -170,119 +171,141 @@ Api::Api(store::RegistryStore& store, store::Writer& writer, store::ServiceLooku
 
 Api::~Api() = default;
 
-void Api::handle(const HttpRequest& request, Respond respond) {
-  // The policy this request is judged by, even if a reload replaces it meanwhile.
-  const std::shared_ptr<const AccessControl> access = access_control_;
-  const auto segments = split_path(request.target);
-  const std::string& method = request.method;
-  const auto route_is = [&](std::initializer_list<std::string_view> pattern) {
-    if (segments.size() != pattern.size()) return false;
-    auto segment = segments.begin();
+// One request being routed: its path, the access policy it is judged by (even
+// if a reload replaces the policy meanwhile) and the checks every route shares.
+// Each check that fails has already answered the request.
+//
+// Access control, when on: an unknown route (404) and a wrong method (405) are
+// answered to anyone, as they reveal only the documented shape of the API. A
+// protected read authenticates before anything else, so even a malformed service
+// name gets a 401. A write authenticates (401), normalises the service in its
+// path (400; scopes match normalised names), then checks the token's scope
+// (403), before the id, the body or the database are looked at.
+class Route {
+ public:
+  Route(const HttpRequest& request, std::shared_ptr<const AccessControl> access,
+        Api::Respond& respond)
+      : request_(request),
+        access_(std::move(access)),
+        respond_(respond),
+        segments_(split_path(request.target)) {}
+
+  const std::string& method() const { return request_.method; }
+  bool is(std::initializer_list<std::string_view> pattern) const {
+    if (segments_.size() != pattern.size()) return false;
+    auto segment = segments_.begin();
     for (std::string_view part : pattern) {
       if (part != "*" && part != *segment) return false;
       ++segment;
     }
     return true;
-  };
+  }
+  // False (405 sent) unless the method is one of `allowed` ("GET", "PUT, DELETE").
+  bool allows(std::initializer_list<std::string_view> methods, std::string allowed) const {
+    if (std::find(methods.begin(), methods.end(), method()) != methods.end()) return true;
+    respond_(method_not_allowed(std::move(allowed)));
+    return false;
+  }
   // Path parameters are DNS labels; anything else is a client error naming the field.
-  const auto label = [&](std::size_t index, std::string_view field) -> std::optional<std::string> {
-    auto normalized = normalize_label(segments[index]);
+  std::optional<std::string> label(std::size_t index, std::string_view field) const {
+    auto normalized = normalize_label(segments_[index]);
     if (!normalized) {
-      respond(error_response(400, "must be a DNS label: 1 to 63 letters, digits or '-'", field));
+      respond_(error_response(400, "must be a DNS label: 1 to 63 letters, digits or '-'", field));
     }
     return normalized;
-  };
-
-  // Access control, when on. An unknown route (404) and a wrong method (405) are
-  // answered to anyone: they reveal only the documented shape of the API. A
-  // protected read authenticates before anything else, so even a malformed
-  // service name gets a 401. A write authenticates (401), normalises the service
-  // in its path (400; scopes match normalised names), then checks the token's
-  // scope (403), before the id, the body or the database are looked at.
-  const auto may_read = [&] {
-    if (!access) return true;
-    const auto decision = access->authorize_read(request.authorization);
+  }
+  bool may_read() const {
+    if (!access_) return true;
+    const auto decision = access_->authorize_read(request_.authorization);
     if (decision.granted()) return true;
     // The path only: a client might have put a secret in the query string.
-    const std::string path = request.target.substr(0, request.target.find('?'));
-    respond(access_denied(decision, request, "read", "path=" + path.substr(0, 128)));
+    const std::string path = request_.target.substr(0, request_.target.find('?'));
+    respond_(access_denied(decision, request_, "read", "path=" + path.substr(0, 128)));
     return false;
-  };
-  const auto writable_service = [&](std::string_view action) -> std::optional<std::string> {
-    if (access) {
-      const auto decision = access->authenticate(request.authorization);
+  }
+  // The service of a write route, normalised, if the token may change it.
+  std::optional<std::string> writable_service(std::string_view action) const {
+    if (access_) {
+      const auto decision = access_->authenticate(request_.authorization);
       if (!decision.granted()) {
-        respond(access_denied(decision, request, action,
-                              "service=" + std::string(segments[2].substr(0, 64))));
+        respond_(access_denied(decision, request_, action,
+                               "service=" + std::string(segments_[2].substr(0, 64))));
         return std::nullopt;
       }
     }
     auto service = label(2, "service");
-    if (!service || !access) return service;
-    const auto decision = access->authorize_write(request.authorization, *service);
+    if (!service || !access_) return service;
+    const auto decision = access_->authorize_write(request_.authorization, *service);
     if (decision.granted()) return service;
-    respond(access_denied(decision, request, action, "service=" + *service, *service));
+    respond_(access_denied(decision, request_, action, "service=" + *service, *service));
     return std::nullopt;
-  };
+  }
 
-  if (route_is({"v1", "status"})) {
-    if (method != "GET") return respond(method_not_allowed("GET"));
-    if (!may_read()) return;
-    return status(std::move(respond));
-  }
-  if (route_is({"v1", "events"})) {
-    if (method != "GET") return respond(method_not_allowed("GET"));
-    if (!may_read()) return;
-    json events = events_provider_ ? events_provider_() : json::array();
-    return respond(json_response(200, {{"events", std::move(events)}}));
-  }
-  if (route_is({"v1", "services"})) {
-    if (method != "GET") return respond(method_not_allowed("GET"));
-    if (!may_read()) return;
-    return list_services(std::move(respond));
-  }
-  if (route_is({"v1", "services", "*"})) {
-    if (method != "GET") return respond(method_not_allowed("GET"));
-    if (!may_read()) return;
-    auto service = label(2, "service");
-    if (!service) return;
-    return get_service(*service, std::move(respond));
-  }
-  if (route_is({"v1", "resolve", "*"})) {
-    if (method != "GET") return respond(method_not_allowed("GET"));
-    if (!may_read()) return;
-    auto service = label(2, "service");
-    if (!service) return;
-    return resolve(request, *service, std::move(respond));
-  }
-  if (route_is({"v1", "services", "*", "instances"})) {
-    if (method != "POST") return respond(method_not_allowed("POST"));
-    auto service = writable_service("register");
-    if (!service) return;
-    return register_instance(request, std::move(*service), random_instance_id(), true,
-                             std::move(respond));
-  }
-  if (route_is({"v1", "services", "*", "instances", "*"})) {
-    if (method != "PUT" && method != "DELETE") return respond(method_not_allowed("PUT, DELETE"));
-    auto service = writable_service(method == "PUT" ? "register" : "deregister");
-    if (!service) return;
-    auto id = label(4, "id");
-    if (!id) return;
-    if (method == "PUT") {
-      return register_instance(request, std::move(*service), std::move(*id), false,
-                               std::move(respond));
-    }
-    return deregister_instance(std::move(*service), std::move(*id), std::move(respond));
-  }
-  if (route_is({"v1", "services", "*", "instances", "*", "heartbeat"})) {
-    if (method != "PUT") return respond(method_not_allowed("PUT"));
-    auto service = writable_service("heartbeat");
-    if (!service) return;
-    auto id = label(4, "id");
-    if (!id) return;
-    return heartbeat(request, std::move(*service), std::move(*id), std::move(respond));
-  }
+ private:
+  const HttpRequest& request_;
+  const std::shared_ptr<const AccessControl> access_;
+  Api::Respond& respond_;
+  const std::vector<std::string_view> segments_;
+};
+
+void Api::handle(const HttpRequest& request, Respond respond) {
+  const Route route(request, access_control_, respond);
+  if (route_read(request, route, respond) || route_write(request, route, respond)) return;
   respond(error_response(404, "no such route: " + request.target));
+}
+
+bool Api::route_read(const HttpRequest& request, const Route& route, Respond& respond) {
+  if (route.is({"v1", "status"})) {
+    if (route.allows({"GET"}, "GET") && route.may_read()) status(std::move(respond));
+  } else if (route.is({"v1", "events"})) {
+    if (route.allows({"GET"}, "GET") && route.may_read()) {
+      json events = events_provider_ ? events_provider_() : json::array();
+      respond(json_response(200, {{"events", std::move(events)}}));
+    }
+  } else if (route.is({"v1", "services"})) {
+    if (route.allows({"GET"}, "GET") && route.may_read()) list_services(std::move(respond));
+  } else if (route.is({"v1", "services", "*"})) {
+    if (!route.allows({"GET"}, "GET") || !route.may_read()) return true;
+    if (auto service = route.label(2, "service")) get_service(*service, std::move(respond));
+  } else if (route.is({"v1", "resolve", "*"})) {
+    if (!route.allows({"GET"}, "GET") || !route.may_read()) return true;
+    if (auto service = route.label(2, "service")) resolve(request, *service, std::move(respond));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+bool Api::route_write(const HttpRequest& request, const Route& route, Respond& respond) {
+  if (route.is({"v1", "services", "*", "instances"})) {
+    if (!route.allows({"POST"}, "POST")) return true;
+    if (auto service = route.writable_service("register")) {
+      register_instance(request, std::move(*service), random_instance_id(), true,
+                        std::move(respond));
+    }
+  } else if (route.is({"v1", "services", "*", "instances", "*"})) {
+    if (!route.allows({"PUT", "DELETE"}, "PUT, DELETE")) return true;
+    const bool put = route.method() == "PUT";
+    auto service = route.writable_service(put ? "register" : "deregister");
+    if (!service) return true;
+    auto id = route.label(4, "id");
+    if (!id) return true;
+    if (put) {
+      register_instance(request, std::move(*service), std::move(*id), false, std::move(respond));
+    } else {
+      deregister_instance(std::move(*service), std::move(*id), std::move(respond));
+    }
+  } else if (route.is({"v1", "services", "*", "instances", "*", "heartbeat"})) {
+    if (!route.allows({"PUT"}, "PUT")) return true;
+    auto service = route.writable_service("heartbeat");
+    if (!service) return true;
+    if (auto id = route.label(4, "id")) {
+      heartbeat(request, std::move(*service), std::move(*id), std::move(respond));
+    }
+  } else {
+    return false;
+  }
+  return true;
 }
 
 void Api::list_services(Respond respond) {

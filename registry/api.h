@@ -41,6 +41,8 @@ struct HttpResponse {
 // Renders the error body every failure uses: {"error": message, "field": field|null}.
 HttpResponse error_response(int status, std::string_view message, std::string_view field = {});
 
+class Route;  // api.cpp: one request's path and access checks
+
 class Api {
  public:
   using Respond = std::function<void(HttpResponse)>;
@@ -89,6 +91,9 @@ class Api {
   }
 
  private:
+  // The routes, by kind; each returns false when the path is none of its own.
+  bool route_read(const HttpRequest& request, const Route& route, Respond& respond);
+  bool route_write(const HttpRequest& request, const Route& route, Respond& respond);
   void list_services(Respond respond);
   void get_service(const std::string& service, Respond respond);
   void resolve(const HttpRequest& request, const std::string& service, Respond respond);
