@@ -98,9 +98,13 @@ void Checker::Impl::on_removal_result(std::uint32_t slot, std::uint32_t generati
         events_.push_front(event);
         while (events_.size() > options_.max_events) events_.pop_back();
       }
-      if (current) forget(slot);  // usually the commit listener did already
+      // Not forgotten here: the commit fan-out is the one place that stops
+      // following removed instances (Checker::on_commit posted that before
+      // this completion ran).
       break;
     case store::Outcome::not_found:
+      // Already gone, perhaps removed by another daemon sharing the database:
+      // no commit of ours told the fan-out, so stop following it here.
       if (current) forget(slot);
       break;
     case store::Outcome::unchanged:
