@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "store/model.h"
+#include "store/string_map.h"
 
 namespace store::lb {
 
@@ -58,14 +59,8 @@ class Balancer {
   void order(std::string_view service, LbStrategy strategy, std::span<const Instance*> instances);
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view text) const {
-      return std::hash<std::string_view>{}(text);
-    }
-  };
   std::mutex mutex_;
-  std::unordered_map<std::string, std::uint64_t, Hash, std::equal_to<>> rotations_;
+  StringMap<std::uint64_t> rotations_;
   Random seeds_;
   std::size_t max_services_;
 };

@@ -26,6 +26,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "store/string_map.h"
+
 namespace store {
 
 class KnownServices {
@@ -52,13 +54,7 @@ class KnownServices {
   std::size_t size() const;
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view text) const {
-      return std::hash<std::string_view>{}(text);
-    }
-  };
-  using Set = std::unordered_set<std::string, Hash, std::equal_to<>>;
+  using Set = StringSet;
 
   mutable std::shared_mutex mutex_;
   Set names_;

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "store/model.h"
+#include "store/string_map.h"
 
 namespace store {
 
@@ -63,12 +64,6 @@ class NearCache {
     SteadyClock::time_point expires;
     mutable std::atomic<bool> read{false};
   };
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view text) const {
-      return std::hash<std::string_view>{}(text);
-    }
-  };
   // Makes room if a sweep is due; the caller holds the exclusive lock.
   void sweep(SteadyClock::time_point now);
 
@@ -77,7 +72,7 @@ class NearCache {
   std::chrono::milliseconds sweep_interval_;
   Now now_;
   mutable std::shared_mutex mutex_;
-  std::unordered_map<std::string, Entry, Hash, std::equal_to<>> entries_;
+  StringMap<Entry> entries_;
   SteadyClock::time_point last_sweep_{};
   std::uint64_t evicted_ = 0;
   std::uint64_t refused_ = 0;

@@ -29,6 +29,7 @@
 #include "store/cache/near_cache.h"
 #include "store/cache/service_cache.h"
 #include "store/logging.h"
+#include "store/string_map.h"
 
 namespace store {
 namespace cache_internal {
@@ -37,14 +38,7 @@ inline std::shared_ptr<spdlog::logger> logger() {
   return component_logger("cache");
 }
 
-struct TransparentHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view text) const {
-    return std::hash<std::string_view>{}(text);
-  }
-};
-template <typename Value>
-using StringMap = std::unordered_map<std::string, Value, TransparentHash, std::equal_to<>>;
+using store::StringMap;
 
 }  // namespace cache_internal
 
