@@ -3,7 +3,9 @@
 //
 // Contract:
 //  - A snapshot with no instances means the service has nothing registered
-//    (NXDOMAIN / 404); it is not an error.
+//    (NXDOMAIN / 404); it is not an error. Such a snapshot may be one shared
+//    empty snapshot whose `service` is empty: callers name the service they
+//    asked for.
 //  - `ok == false` means the data could not be read right now (database failure);
 //    DNS answers SERVFAIL, HTTP 503.
 //  - Implementations never block the caller's thread on I/O: find_cached() answers

@@ -15,7 +15,7 @@ std::string ServiceCache::Impl::data_key(std::string_view service) const {
 }
 
 std::string ServiceCache::Impl::fence_key(std::string_view service) const {
-  return options.prefix + "fence:" + std::string(service);
+  return fence_prefix + std::string(service);
 }
 
 std::uint64_t ServiceCache::Impl::generation_of(std::string_view service) const {
@@ -123,7 +123,7 @@ void ServiceCache::Impl::distrust_redis(const char* why) {
 }
 
 void ServiceCache::Impl::on_foreign_change(const std::vector<std::string>& keys) {
-  const std::string prefix = options.prefix + "fence:";
+  const std::string& prefix = fence_prefix;
   std::vector<std::string> services;
   for (const auto& key : keys) {
     if (key.size() > prefix.size() && key.starts_with(prefix)) {
@@ -175,7 +175,7 @@ void ServiceCache::start() {
       // the client that ran it (NOLOOP covers plain commands only), so tracking
       // them sent every fill of ours back as an invalidation.
       impl.redis->track_prefix(
-          impl.options.prefix + "fence:",
+          impl.fence_prefix,
           [weak](const std::vector<std::string>& keys) {
             if (auto self = weak.lock()) self->on_foreign_change(keys);
           },
@@ -225,11 +225,10 @@ ServiceSnapshotPtr ServiceCache::find_cached(std::string_view service) {
   }
   if (!impl.known_usable() || !impl.known.absent(service)) return nullptr;
   // Nothing is registered under this name: its current snapshot is empty, and
-  // answering it costs no I/O and leaves nothing behind.
+  // answering it costs no I/O, no allocation, and leaves nothing behind.
   ++impl.counters.absent_answers;
-  auto empty = std::make_shared<ServiceSnapshot>();
-  empty->service = std::string(service);
-  return empty;
+  static const ServiceSnapshotPtr kNothingRegistered = std::make_shared<const ServiceSnapshot>();
+  return kNothingRegistered;
 }
 
 void ServiceCache::fetch(std::string service, std::function<void(LookupResult)> done) {

@@ -47,12 +47,15 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
       : store(store),
         writer(writer),
         options(std::move(options)),
+        fence_prefix(this->options.prefix + "fence:"),
         near(this->options.near_cache_max_entries, this->options.ttl,
              this->options.near_cache_sweep_interval) {}
 
   RegistryStore& store;
   Writer& writer;
   CacheOptions options;
+  // Keys whose changes other daemons announce: <prefix>fence:<service>.
+  const std::string fence_prefix;
 
   boost::asio::io_context io;  // the cache thread: Redis I/O and the lookup state machine
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work;
