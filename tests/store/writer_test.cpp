@@ -193,4 +193,69 @@ TEST_F(SqliteStoreTest, WriterAfterStopFailsInsteadOfLosingWork) {
   EXPECT_EQ(result.outcome, Outcome::failed);
 }
 
+// The writer needs nothing but the RegistryStore interface: a store of another
+// kind (here an in-memory one that refuses its first transaction, as a
+// networked database does when the connection drops) gets the same batching,
+// the same fan-out of changed services, and failures that reach every
+// completion while the confirmations are kept for the next transaction.
+class RefusingOnceStore final : public store::RegistryStore {
+ public:
+  std::vector<store::OutboxEntry> read_outbox() override { return {}; }
+  store::ServiceSnapshot read_service(std::string_view) override { return {}; }
+  std::vector<store::ServiceSummary> list_services() override { return {}; }
+  std::vector<store::Instance> read_all_instances() override { return {}; }
+  store::StoreStatus status() override { return {"memory", "", 0}; }
+  std::vector<std::vector<store::OutboxEntry>> confirmations_seen;
+
+ protected:
+  std::vector<store::MutationResult> apply_batch(
+      std::span<const store::Mutation> mutations, store::TimePoint,
+      std::span<const store::OutboxEntry> confirmed) override {
+    confirmations_seen.emplace_back(confirmed.begin(), confirmed.end());
+    std::vector<store::MutationResult> results(mutations.size());
+    for (auto& result : results) {
+      if (refuse_next_) {
+        result.outcome = Outcome::failed;
+        result.error = "database unavailable: connection lost";
+      } else {
+        result.outcome = Outcome::created;
+        result.service_version = ++version_;
+      }
+    }
+    refuse_next_ = false;
+    return results;
+  }
+
+ private:
+  bool refuse_next_ = true;
+  std::uint64_t version_ = 0;
+};
+
+TEST(WriterOverAnyStore, FailuresReachCompletionsAndConfirmationsWaitForACommit) {
+  RefusingOnceStore memory;
+  std::vector<std::string> changed;
+  store::Writer writer(memory, [&](const store::Writer::Commit& commit) {
+    changed.insert(changed.end(), commit.changed_services.begin(), commit.changed_services.end());
+  });
+  writer.confirm_invalidations({{"orders", 1}});
+  const auto submit = [&](const std::string& service) {
+    std::promise<store::MutationResult> done;
+    writer.submit(upsert(service), [&](const store::MutationResult& r) { done.set_value(r); });
+    return done.get_future().get();
+  };
+  const auto refused = submit("orders");
+  EXPECT_EQ(refused.outcome, Outcome::failed);
+  EXPECT_EQ(refused.error, "database unavailable: connection lost");
+  EXPECT_TRUE(changed.empty());
+  const auto created = submit("payments");
+  writer.stop();
+  EXPECT_EQ(created.outcome, Outcome::created);
+  EXPECT_EQ(changed, std::vector<std::string>{"payments"});
+  EXPECT_EQ(writer.stats().failed_commits, 1u);
+  // The refused transaction's confirmation is offered again with the next one.
+  ASSERT_GE(memory.confirmations_seen.size(), 2u);
+  EXPECT_EQ(memory.confirmations_seen[0], (std::vector<store::OutboxEntry>{{"orders", 1}}));
+  EXPECT_EQ(memory.confirmations_seen[1], (std::vector<store::OutboxEntry>{{"orders", 1}}));
+}
+
 }  // namespace
