@@ -44,7 +44,7 @@ std::string_view to_string(CheckType type);
 std::optional<CheckType> parse_check_type(std::string_view text);
 
 // How DNS answers and GET /v1/resolve order a service's instances (see
-// store/load_balancing.h and docs/dns.md). One strategy per service, stored on the
+// store/balancing/load_balancing.h and docs/dns.md). One strategy per service, stored on the
 // service row (services.lb_strategy); unset means the daemon's default.
 enum class LbStrategy : std::uint8_t { round_robin, weighted, least_loaded, random };
 std::string_view to_string(LbStrategy strategy);

@@ -1,4 +1,4 @@
-// The cache's public face and its coherence state (store/service_cache_impl.h
+// The cache's public face and its coherence state (store/cache/service_cache_impl.h
 // says which file holds what).
 #include "store/cache/service_cache.h"
 

@@ -1,4 +1,4 @@
-// Invalidation before acknowledgement (the Writer's commit listener) and the
+// Invalidation before acknowledgement (a Writer commit subscriber) and the
 // recovery of trust in Redis: run_id check, prefix wipe, outbox replay.
 #include <boost/asio/post.hpp>
 #include <future>

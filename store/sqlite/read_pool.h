@@ -1,5 +1,5 @@
-// SqliteStore's read connections, internal to store/ (only sqlite_store.cpp
-// includes it). Each read borrows a connection of its own: the health checker's
+// SqliteStore's read connections, internal to store/sqlite/ (only its sources
+// include it). Each read borrows a connection of its own: the health checker's
 // full resync, the cache's reader and the HTTP API's reads run at the same time
 // (WAL lets readers proceed side by side, and alongside the writer) instead of
 // queueing behind one connection and one mutex. Connections are opened on
