@@ -40,6 +40,104 @@ using reliability::integrity_check;
 // Redis faults under a steady lookup load.
 // ---------------------------------------------------------------------------
 
+// One DNS lookup as a client saw it.
+struct Observation {
+  Clock::time_point sent;
+  Clock::duration took;
+  std::vector<std::string> addresses;
+};
+
+// DNS clients asking for one name in a loop until stopped.
+class LookupLoad {
+ public:
+  LookupLoad(std::uint16_t dns_port, std::string name, int clients) {
+    for (int c = 0; c < clients; ++c) {
+      threads_.emplace_back([this, dns_port, name] { run(dns_port, name); });
+    }
+  }
+  ~LookupLoad() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+  }
+  int unanswered() const { return unanswered_; }
+  const std::vector<Observation>& observations() const { return observations_; }
+
+ private:
+  void run(std::uint16_t dns_port, const std::string& name) {
+    std::vector<Observation> mine;
+    while (!stop_) {
+      const auto sent = Clock::now();
+      auto answer = a_record_addresses(dns_port, name, 2s);
+      if (!answer) {
+        ++unanswered_;
+        continue;
+      }
+      mine.push_back({sent, Clock::now() - sent, std::move(*answer)});
+    }
+    std::lock_guard lock(mutex_);
+    observations_.insert(observations_.end(), mine.begin(), mine.end());
+  }
+  std::mutex mutex_;
+  std::vector<Observation> observations_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> unanswered_{0};
+  std::vector<std::thread> threads_;
+};
+
+// Registers and deregisters instances of "faulty" one after another, recording
+// when each removal was acknowledged.
+class Churn {
+ public:
+  explicit Churn(HttpClient& http) : http_(http) {}
+  void rounds(int count) {
+    for (int i = 0; i < count; ++i, ++round_) {
+      const std::string id = "c" + std::to_string(round_);
+      const std::string address =
+          "127.8." + std::to_string(1 + round_ / 250) + "." + std::to_string(1 + round_ % 250);
+      ASSERT_EQ(
+          http_.put("/v1/services/faulty/instances/" + id, {{"address", address}, {"port", 80}})
+              .status,
+          201);
+      std::this_thread::sleep_for(5ms);  // pacing: let some queries see it
+      ASSERT_EQ(http_.del("/v1/services/faulty/instances/" + id).status, 200);
+      removed_at_[address] = Clock::now();
+    }
+  }
+  const std::map<std::string, Clock::time_point>& removed_at() const { return removed_at_; }
+
+ private:
+  HttpClient& http_;
+  int round_ = 0;
+  std::map<std::string, Clock::time_point> removed_at_;  // address -> acknowledgement
+};
+
+// No answer to a query sent after a removal's acknowledgement names the removed
+// instance, and every lookup met the bound. Returns how many answers named a
+// churned instance (the check has teeth only if some did).
+std::size_t expect_nothing_stale(const std::vector<Observation>& observations,
+                                 const std::map<std::string, Clock::time_point>& removed_at,
+                                 Clock::duration bound) {
+  Clock::duration slowest{};
+  std::size_t saw_churned = 0;
+  for (const auto& observation : observations) {
+    slowest = std::max(slowest, observation.took);
+    for (const auto& address : observation.addresses) {
+      const auto removal = removed_at.find(address);
+      if (removal == removed_at.end()) continue;
+      ++saw_churned;
+      EXPECT_LT(observation.sent, removal->second)
+          << address << " answered to a query sent after its removal was acknowledged";
+    }
+  }
+  EXPECT_LT(slowest, bound);
+  std::cout << "[ reliability ] " << observations.size()
+            << " lookups through Redis faults, slowest "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms\n";
+  return saw_churned;
+}
+
 TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesNothingStale) {
   test_support::TempDir dir;
   test_support::RedisServer redis;
@@ -55,104 +153,44 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
                  .redis_port = redis.port()});
   ASSERT_TRUE(daemon.start()) << daemon.log();
   HttpClient http(daemon.http_port());
-  const auto cache_status = [&] {
-    return HttpClient(daemon.http_port()).get("/v1/status").json()["cache"]["status"];
+  const auto cache_ok = [&] {
+    return HttpClient(daemon.http_port()).get("/v1/status").json()["cache"]["status"] == "ok";
   };
-  ASSERT_TRUE(wait_until([&] { return cache_status() == "ok"; })) << daemon.log();
+  ASSERT_TRUE(wait_until(cache_ok)) << daemon.log();
   ASSERT_EQ(
       http.put("/v1/services/faulty/instances/anchor", {{"address", "127.8.0.1"}, {"port", 80}})
           .status,
       201);
 
-  struct Observation {
-    Clock::time_point sent;
-    Clock::duration took;
-    std::vector<std::string> addresses;
-  };
-  std::mutex mutex;
-  std::vector<Observation> observations;
-  std::atomic<bool> stop{false};
-  std::atomic<int> unanswered{0};
-  std::vector<std::thread> clients;
-  for (int c = 0; c < 4; ++c) {
-    clients.emplace_back([&] {
-      std::vector<Observation> mine;
-      while (!stop) {
-        const auto sent = Clock::now();
-        auto answer = a_record_addresses(daemon.dns_port(), "faulty.service.discovery.", 2s);
-        if (!answer) {
-          ++unanswered;
-          continue;
-        }
-        mine.push_back({sent, Clock::now() - sent, std::move(*answer)});
-      }
-      std::lock_guard lock(mutex);
-      observations.insert(observations.end(), mine.begin(), mine.end());
-    });
-  }
-
-  std::map<std::string, Clock::time_point> removed_at;  // address -> acknowledgement
-  int round = 0;
-  const auto churn = [&](int rounds) {
-    for (int i = 0; i < rounds; ++i, ++round) {
-      const std::string id = "c" + std::to_string(round);
-      const std::string address =
-          "127.8." + std::to_string(1 + round / 250) + "." + std::to_string(1 + round % 250);
-      ASSERT_EQ(
-          http.put("/v1/services/faulty/instances/" + id, {{"address", address}, {"port", 80}})
-              .status,
-          201);
-      std::this_thread::sleep_for(5ms);  // pacing: let some queries see it
-      ASSERT_EQ(http.del("/v1/services/faulty/instances/" + id).status, 200);
-      removed_at[address] = Clock::now();
-    }
-  };
-  const auto wait_healthy = [&] {
-    ASSERT_TRUE(wait_until([&] { return cache_status() == "ok"; }, 15s)) << daemon.log();
-  };
-
-  churn(10);
+  LookupLoad load(daemon.dns_port(), "faulty.service.discovery.", 4);
+  Churn churn(http);
+  const auto wait_healthy = [&] { ASSERT_TRUE(wait_until(cache_ok, 15s)) << daemon.log(); };
+  churn.rounds(10);
   redis.pause();  // SIGSTOP: connections stay open, nothing is answered
-  churn(15);
+  churn.rounds(15);
   redis.resume();
   wait_healthy();
-  churn(10);
+  churn.rounds(10);
   redis.kill();
-  churn(15);
+  churn.rounds(15);
   ASSERT_TRUE(redis.restart());
   wait_healthy();
-  churn(10);
+  churn.rounds(10);
   // Redis alive but not answering its clients for a second.
   redis.run_cli({"CLIENT", "PAUSE", "1000", "ALL"});
-  churn(15);
+  churn.rounds(15);
   wait_healthy();
   redis.kill();  // and once more, then back: the cache it had is gone
-  churn(10);
+  churn.rounds(10);
   ASSERT_TRUE(redis.restart());
   wait_healthy();
-  churn(10);
-  stop = true;
-  for (auto& client : clients) client.join();
+  churn.rounds(10);
+  load.stop();
 
-  EXPECT_EQ(unanswered, 0);
-  ASSERT_GT(observations.size(), 200u);
-  Clock::duration slowest{};
-  std::size_t saw_churned = 0;
-  for (const auto& observation : observations) {
-    slowest = std::max(slowest, observation.took);
-    for (const auto& address : observation.addresses) {
-      const auto removal = removed_at.find(address);
-      if (removal == removed_at.end()) continue;
-      ++saw_churned;
-      EXPECT_LT(observation.sent, removal->second)
-          << address << " answered to a query sent after its removal was acknowledged";
-    }
-  }
-  EXPECT_LT(slowest, kLookupBound);
-  std::cout << "[ reliability ] " << observations.size()
-            << " lookups through Redis faults, slowest "
-            << std::chrono::duration_cast<std::chrono::milliseconds>(slowest).count() << " ms\n";
-  EXPECT_GT(saw_churned, 0u);  // the churned instances were seen: the check had teeth
+  EXPECT_EQ(load.unanswered(), 0);
+  ASSERT_GT(load.observations().size(), 200u);
+  // The churned instances were seen: the check had teeth.
+  EXPECT_GT(expect_nothing_stale(load.observations(), churn.removed_at(), kLookupBound), 0u);
   // Afterwards only the anchor is left, in DNS and Redis alike.
   EXPECT_EQ(a_record_addresses(daemon.dns_port(), "faulty.service.discovery."),
             std::vector<std::string>{"127.8.0.1"});

@@ -187,108 +187,83 @@ std::map<std::string, InstanceState> read_instance_rows(
   return rows;
 }
 
-TEST(Reliability, SigkillAtRandomMomentsOfAMixedLoadKeepsEveryAcknowledgedChangeWhole) {
-  test_support::TempDir dir;
-  Daemon daemon(dir);
-  constexpr int kIterations = 20;
-  constexpr int kWriters = 4;
-  constexpr int kReaders = 2;
-  std::vector<Worker> workers(kWriters);
+// What the SIGKILL test accumulates across kills.
+struct KillTally {
   std::map<std::string, std::uint64_t> expected_versions;  // changes applied, per service
-  std::mt19937 random(std::random_device{}());
-  int resolved_applied = 0;
-  int resolved_not_applied = 0;
-  int kills = 0;
+  int resolved_applied = 0;                                // in doubt at a kill, committed
+  int resolved_not_applied = 0;                            // in doubt at a kill, not committed
+};
 
-  for (int iteration = 0; iteration < kIterations; ++iteration) {
-    ASSERT_TRUE(daemon.start()) << daemon.log();
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> threads;
-    for (int w = 0; w < kWriters; ++w) {
-      threads.emplace_back(run_writes, std::ref(workers[w]), w, daemon.http_port(), std::cref(stop),
-                           static_cast<std::uint32_t>(random()));
-    }
-    for (int r = 0; r < kReaders; ++r) {
-      threads.emplace_back(run_lookups, daemon.http_port(), daemon.dns_port(), std::cref(stop),
-                           static_cast<std::uint32_t>(random()));
-    }
-    // A random moment: anywhere from the first requests to well into the load.
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 600));
-    daemon.kill();
-    ++kills;
-    stop = true;
-    for (auto& thread : threads) thread.join();
+// The file a killed daemon left is sound: integrity_check, no orphan rows.
+void expect_sound_file(SQLite::Database& db, int iteration) {
+  ASSERT_EQ(integrity_check(db), "ok") << "iteration " << iteration;
+  SQLite::Statement foreign_keys(db, "PRAGMA foreign_key_check");
+  EXPECT_FALSE(foreign_keys.executeStep()) << "an instance row without its service row";
+}
 
-    // The daemon is dead: read the file it left, as the next start will.
-    SQLite::Database db(daemon.db_path(), SQLite::OPEN_READWRITE);
-    ASSERT_EQ(integrity_check(db), "ok") << "iteration " << iteration;
-    SQLite::Statement foreign_keys(db, "PRAGMA foreign_key_check");
-    EXPECT_FALSE(foreign_keys.executeStep()) << "an instance row without its service row";
-
-    std::map<std::string, std::string> service_of;
-    auto rows = read_instance_rows(db, service_of);
-    for (int w = 0; w < kWriters; ++w) {
-      auto& worker = workers[w];
-      EXPECT_EQ(worker.unexpected_statuses, 0) << worker.last_unexpected;
-      for (auto& [id, instance] : worker.instances) {
-        const auto row = rows.find(id);
-        const InstanceState stored = row == rows.end() ? InstanceState{} : row->second;
-        if (row != rows.end()) {
-          EXPECT_EQ(service_of[id], instance.service) << id;
-          rows.erase(row);
-        }
-        if (stored == instance.acknowledged) {
-          if (instance.in_doubt && !(*instance.in_doubt == stored)) ++resolved_not_applied;
-        } else if (instance.in_doubt && stored == *instance.in_doubt) {
-          // The request in flight was committed: its whole effect, version included.
-          instance.acknowledged = stored;
-          ++expected_versions[instance.service];
-          ++resolved_applied;
-        } else {
-          ADD_FAILURE() << "iteration " << iteration << ": " << id << " holds " << describe(stored)
-                        << ", acknowledged " << describe(instance.acknowledged)
-                        << (instance.in_doubt ? ", in doubt " : "")
-                        << (instance.in_doubt ? describe(*instance.in_doubt) : "");
-        }
-        instance.in_doubt.reset();
+// Every instance row is what its worker had acknowledged, or what its request
+// in flight at the kill would have made it (then that request is resolved as
+// committed, whole); no row was never registered.
+void reconcile_rows(SQLite::Database& db, std::vector<Worker>& workers, KillTally& tally,
+                    int iteration) {
+  std::map<std::string, std::string> service_of;
+  auto rows = read_instance_rows(db, service_of);
+  for (auto& worker : workers) {
+    EXPECT_EQ(worker.unexpected_statuses, 0) << worker.last_unexpected;
+    for (auto& [id, instance] : worker.instances) {
+      const auto row = rows.find(id);
+      const InstanceState stored = row == rows.end() ? InstanceState{} : row->second;
+      if (row != rows.end()) {
+        EXPECT_EQ(service_of[id], instance.service) << id;
+        rows.erase(row);
       }
-      for (const auto& [service, count] : worker.changes_acknowledged) {
-        expected_versions[service] += count;
+      if (stored == instance.acknowledged) {
+        if (instance.in_doubt && !(*instance.in_doubt == stored)) ++tally.resolved_not_applied;
+      } else if (instance.in_doubt && stored == *instance.in_doubt) {
+        // The request in flight was committed: its whole effect, version included.
+        instance.acknowledged = stored;
+        ++tally.expected_versions[instance.service];
+        ++tally.resolved_applied;
+      } else {
+        ADD_FAILURE() << "iteration " << iteration << ": " << id << " holds " << describe(stored)
+                      << ", acknowledged " << describe(instance.acknowledged)
+                      << (instance.in_doubt ? ", in doubt " : "")
+                      << (instance.in_doubt ? describe(*instance.in_doubt) : "");
       }
-      worker.changes_acknowledged.clear();
+      instance.in_doubt.reset();
     }
-    for (const auto& [id, state] : rows) {
-      ADD_FAILURE() << "iteration " << iteration << ": row " << id << " (" << describe(state)
-                    << ") was never registered";
+    for (const auto& [service, count] : worker.changes_acknowledged) {
+      tally.expected_versions[service] += count;
     }
-    // Each change bumps its service's version in the same transaction: a change
-    // committed without its bump, or a bump without its change, shows here.
-    SQLite::Statement versions(db, "SELECT name, version FROM services");
-    std::map<std::string, std::uint64_t> stored_versions;
-    while (versions.executeStep()) {
-      stored_versions[versions.getColumn(0).getString()] =
-          static_cast<std::uint64_t>(versions.getColumn(1).getInt64());
-    }
-    EXPECT_EQ(stored_versions, expected_versions) << "iteration " << iteration;
-    // An outbox entry never names a version its service has not reached.
-    SQLite::Statement outbox(
-        db,
-        "SELECT count(*) FROM cache_outbox o LEFT JOIN services s ON s.name = o.service "
-        "WHERE s.version IS NULL OR o.version > s.version");
-    ASSERT_TRUE(outbox.executeStep());
-    EXPECT_EQ(outbox.getColumn(0).getInt(), 0);
-    if (HasFailure()) break;
+    worker.changes_acknowledged.clear();
   }
+  for (const auto& [id, state] : rows) {
+    ADD_FAILURE() << "iteration " << iteration << ": row " << id << " (" << describe(state)
+                  << ") was never registered";
+  }
+}
 
-  std::uint64_t total_changes = 0;
-  for (const auto& [service, version] : expected_versions) total_changes += version;
-  std::cout << "[ reliability ] " << kills << " kills, " << total_changes
-            << " changes committed, in doubt at the kill: " << resolved_applied << " applied, "
-            << resolved_not_applied << " not applied\n";
-  // Meaningful only if a good amount of work was acknowledged.
-  EXPECT_GE(total_changes, 200u);
+// Each change bumps its service's version in the same transaction: a change
+// committed without its bump, or a bump without its change, shows here. An
+// outbox entry never names a version its service has not reached.
+void expect_versions_and_outbox(SQLite::Database& db, const KillTally& tally, int iteration) {
+  SQLite::Statement versions(db, "SELECT name, version FROM services");
+  std::map<std::string, std::uint64_t> stored_versions;
+  while (versions.executeStep()) {
+    stored_versions[versions.getColumn(0).getString()] =
+        static_cast<std::uint64_t>(versions.getColumn(1).getInt64());
+  }
+  EXPECT_EQ(stored_versions, tally.expected_versions) << "iteration " << iteration;
+  SQLite::Statement outbox(
+      db,
+      "SELECT count(*) FROM cache_outbox o LEFT JOIN services s ON s.name = o.service "
+      "WHERE s.version IS NULL OR o.version > s.version");
+  ASSERT_TRUE(outbox.executeStep());
+  EXPECT_EQ(outbox.getColumn(0).getInt(), 0);
+}
 
-  // The restarted daemon serves exactly the acknowledged state.
+// The restarted daemon serves exactly the acknowledged state.
+void expect_serves_acknowledged(Daemon& daemon, const std::vector<Worker>& workers) {
   ASSERT_TRUE(daemon.start()) << daemon.log();
   HttpClient http(daemon.http_port());
   for (int s = 0; s < kServices; ++s) {
@@ -307,6 +282,52 @@ TEST(Reliability, SigkillAtRandomMomentsOfAMixedLoadKeepsEveryAcknowledgedChange
       served.insert(instance["id"]);
     EXPECT_EQ(served, expected) << service_name(s);
   }
+}
+
+TEST(Reliability, SigkillAtRandomMomentsOfAMixedLoadKeepsEveryAcknowledgedChangeWhole) {
+  test_support::TempDir dir;
+  Daemon daemon(dir);
+  constexpr int kIterations = 20;
+  constexpr int kWriters = 4;
+  constexpr int kReaders = 2;
+  std::vector<Worker> workers(kWriters);
+  KillTally tally;
+  std::mt19937 random(std::random_device{}());
+
+  for (int iteration = 0; iteration < kIterations; ++iteration) {
+    ASSERT_TRUE(daemon.start()) << daemon.log();
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kWriters; ++w) {
+      threads.emplace_back(run_writes, std::ref(workers[w]), w, daemon.http_port(), std::cref(stop),
+                           static_cast<std::uint32_t>(random()));
+    }
+    for (int r = 0; r < kReaders; ++r) {
+      threads.emplace_back(run_lookups, daemon.http_port(), daemon.dns_port(), std::cref(stop),
+                           static_cast<std::uint32_t>(random()));
+    }
+    // A random moment: anywhere from the first requests to well into the load.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 600));
+    daemon.kill();
+    stop = true;
+    for (auto& thread : threads) thread.join();
+
+    // The daemon is dead: read the file it left, as the next start will.
+    SQLite::Database db(daemon.db_path(), SQLite::OPEN_READWRITE);
+    ASSERT_NO_FATAL_FAILURE(expect_sound_file(db, iteration));
+    reconcile_rows(db, workers, tally, iteration);
+    ASSERT_NO_FATAL_FAILURE(expect_versions_and_outbox(db, tally, iteration));
+    if (HasFailure()) break;
+  }
+
+  std::uint64_t total_changes = 0;
+  for (const auto& [service, version] : tally.expected_versions) total_changes += version;
+  std::cout << "[ reliability ] " << kIterations << " kills, " << total_changes
+            << " changes committed, in doubt at the kill: " << tally.resolved_applied
+            << " applied, " << tally.resolved_not_applied << " not applied\n";
+  // Meaningful only if a good amount of work was acknowledged.
+  EXPECT_GE(total_changes, 200u);
+  expect_serves_acknowledged(daemon, workers);
 }
 
 // ---------------------------------------------------------------------------
@@ -328,22 +349,16 @@ bool can_bind(std::uint16_t port, int type) {
   return bound;
 }
 
-TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestarts) {
-  test_support::TempDir dir;
-  Daemon daemon(dir);
-  ASSERT_TRUE(daemon.start()) << daemon.log();
-  const auto http_port = daemon.http_port();
-  const auto dns_port = daemon.dns_port();
-  ASSERT_EQ(HttpClient(http_port)
-                .put("/v1/services/web/instances/w0", {{"address", "127.7.0.1"}, {"port", 80}})
-                .status,
-            201);
+// Slow clients for the SIGTERM test: headers and half a body sent before the
+// signal, the rest after.
+struct SlowRequests {
+  std::vector<int> fds;
+  std::vector<std::string> rest;
+};
 
-  // Slow clients: headers and half a body sent before the signal, the rest after.
-  constexpr int kSlow = 3;
-  std::vector<int> slow_fds;
-  std::vector<std::string> slow_rest;
-  for (int s = 0; s < kSlow; ++s) {
+SlowRequests start_slow_requests(std::uint16_t http_port, int count) {
+  SlowRequests slow;
+  for (int s = 0; s < count; ++s) {
     const std::string body =
         json({{"address", "127.7.1." + std::to_string(s + 1)}, {"port", 80}}).dump();
     const std::string head = "PUT /v1/services/slow/instances/s" + std::to_string(s) +
@@ -351,71 +366,81 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
                              "Content-Length: " +
                              std::to_string(body.size()) + "\r\n\r\n";
     const int fd = test_support::connect_tcp(http_port);
-    ASSERT_GE(fd, 0);
-    ASSERT_TRUE(test_support::send_all(fd, head + body.substr(0, body.size() / 2)));
-    slow_fds.push_back(fd);
-    slow_rest.push_back(body.substr(body.size() / 2));
+    EXPECT_GE(fd, 0);
+    EXPECT_TRUE(test_support::send_all(fd, head + body.substr(0, body.size() / 2)));
+    slow.fds.push_back(fd);
+    slow.rest.push_back(body.substr(body.size() / 2));
   }
+  return slow;
+}
 
-  // A burst of registrations from several clients, running through the signal.
-  std::mutex mutex;
-  std::set<std::string> acknowledged = {"w0"};
-  std::atomic<int> acked{0};
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> burst;
-  for (int c = 0; c < 4; ++c) {
-    burst.emplace_back([&, c] {
-      HttpClient http(http_port);
-      for (int n = 0; !stop; ++n) {
-        const std::string id = "b" + std::to_string(c) + "-" + std::to_string(n);
-        const auto result =
-            http.put("/v1/services/web/instances/" + id,
-                     {{"address", "127.7.2." + std::to_string(c + 1)}, {"port", 1000 + n}});
-        if (result.status == 0) return;  // the listener is closed
-        if (result.status == 201) {
-          std::lock_guard lock(mutex);
-          acknowledged.insert(id);
-          ++acked;
-        }
-      }
-    });
-  }
-  ASSERT_TRUE(wait_until([&] { return acked >= 50; }, 20s));
-  daemon.process()->signal(SIGTERM);
-  // The daemon stopped accepting: the signal was handled while the slow requests
-  // were half received.
-  ASSERT_TRUE(wait_until(
-      [&] {
-        const int fd = test_support::connect_tcp(http_port);
-        if (fd >= 0) ::close(fd);
-        return fd < 0;
-      },
-      10s))
-      << daemon.log();
-  // While requests are still draining, DNS keeps answering.
-  const auto while_draining = a_record_addresses(dns_port, "web.service.discovery.");
-  EXPECT_TRUE(while_draining && !while_draining->empty());
-
-  for (int s = 0; s < kSlow; ++s) {
-    ASSERT_TRUE(test_support::send_all(slow_fds[s], slow_rest[s]));
-    const auto response = test_support::read_until_close(slow_fds[s], 10s);
-    ::close(slow_fds[s]);
+// Finishes the slow requests; each must be answered 201 although the signal
+// came while it was half received.
+void finish_slow_requests(SlowRequests& slow, std::set<std::string>& acknowledged) {
+  for (std::size_t s = 0; s < slow.fds.size(); ++s) {
+    ASSERT_TRUE(test_support::send_all(slow.fds[s], slow.rest[s]));
+    const auto response = test_support::read_until_close(slow.fds[s], 10s);
+    ::close(slow.fds[s]);
     EXPECT_EQ(response.rfind("HTTP/1.1 201", 0), 0u) << "slow request " << s << ": " << response;
     if (response.rfind("HTTP/1.1 201", 0) == 0) acknowledged.insert("s" + std::to_string(s));
   }
-  stop = true;
-  for (auto& thread : burst) thread.join();
+}
 
-  EXPECT_EQ(daemon.wait_exit(15s), 0) << daemon.log();
-  // The listeners are closed: the ports are free for the next start.
+// A burst of registrations from several clients, running until `stop` or until
+// the listener is closed; every 201 is recorded.
+class RegistrationBurst {
+ public:
+  RegistrationBurst(std::uint16_t http_port, int clients) {
+    for (int c = 0; c < clients; ++c) {
+      threads_.emplace_back([this, http_port, c] { run(http_port, c); });
+    }
+  }
+  int acked() const { return acked_; }
+  // Stops the clients and returns what they saw acknowledged.
+  std::set<std::string> stop() {
+    stop_ = true;
+    for (auto& thread : threads_) thread.join();
+    threads_.clear();
+    return acknowledged_;
+  }
+  ~RegistrationBurst() { stop(); }
+
+ private:
+  void run(std::uint16_t http_port, int client) {
+    HttpClient http(http_port);
+    for (int n = 0; !stop_; ++n) {
+      const std::string id = "b" + std::to_string(client) + "-" + std::to_string(n);
+      const auto result =
+          http.put("/v1/services/web/instances/" + id,
+                   {{"address", "127.7.2." + std::to_string(client + 1)}, {"port", 1000 + n}});
+      if (result.status == 0) return;  // the listener is closed
+      if (result.status == 201) {
+        std::lock_guard lock(mutex_);
+        acknowledged_.insert(id);
+        ++acked_;
+      }
+    }
+  }
+  std::mutex mutex_;
+  std::set<std::string> acknowledged_;
+  std::atomic<int> acked_{0};
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
+};
+
+// After a clean exit: the listeners are closed, the ports free for the next start.
+void expect_ports_released(const Daemon& daemon, std::uint16_t http_port, std::uint16_t dns_port) {
   EXPECT_TRUE(can_bind(dns_port, SOCK_DGRAM));
   EXPECT_TRUE(can_bind(dns_port, SOCK_STREAM));
   EXPECT_TRUE(can_bind(http_port, SOCK_STREAM));
   const auto log = daemon.log();
   EXPECT_NE(log.find("stopped"), std::string::npos) << log.substr(0, 20000);
+}
 
-  // A graceful restart on the same database and ports serves every acknowledged
-  // registration.
+// A graceful restart on the same database and ports serves every acknowledged
+// registration.
+void expect_restart_serves(Daemon& daemon, std::uint16_t http_port, std::uint16_t dns_port,
+                           const std::set<std::string>& acknowledged, std::size_t slow_count) {
   daemon.set_http_port(http_port);
   ASSERT_TRUE(daemon.start()) << daemon.log();
   EXPECT_EQ(daemon.http_port(), http_port);
@@ -432,9 +457,48 @@ TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestar
                       std::back_inserter(lost));
   EXPECT_TRUE(lost.empty()) << lost.size() << " acknowledged registrations lost, e.g. "
                             << lost.front();
-  EXPECT_TRUE(a_record_addresses(dns_port, "slow.service.discovery.").has_value());
-  EXPECT_EQ(a_record_addresses(dns_port, "slow.service.discovery.")->size(),
-            static_cast<std::size_t>(kSlow));
+  const auto slow = a_record_addresses(dns_port, "slow.service.discovery.");
+  ASSERT_TRUE(slow.has_value());
+  EXPECT_EQ(slow->size(), slow_count);
+}
+
+TEST(Reliability, SigtermUnderLoadCompletesRequestsInFlightLosesNothingAndRestarts) {
+  test_support::TempDir dir;
+  Daemon daemon(dir);
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  const auto http_port = daemon.http_port();
+  const auto dns_port = daemon.dns_port();
+  ASSERT_EQ(HttpClient(http_port)
+                .put("/v1/services/web/instances/w0", {{"address", "127.7.0.1"}, {"port", 80}})
+                .status,
+            201);
+  constexpr int kSlow = 3;
+  SlowRequests slow = start_slow_requests(http_port, kSlow);
+  ASSERT_FALSE(HasFailure());
+  RegistrationBurst burst(http_port, 4);
+  ASSERT_TRUE(wait_until([&] { return burst.acked() >= 50; }, 20s));
+  daemon.process()->signal(SIGTERM);
+  // The daemon stopped accepting: the signal was handled while the slow requests
+  // were half received.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const int fd = test_support::connect_tcp(http_port);
+        if (fd >= 0) ::close(fd);
+        return fd < 0;
+      },
+      10s))
+      << daemon.log();
+  // While requests are still draining, DNS keeps answering.
+  const auto while_draining = a_record_addresses(dns_port, "web.service.discovery.");
+  EXPECT_TRUE(while_draining && !while_draining->empty());
+
+  std::set<std::string> acknowledged = {"w0"};
+  ASSERT_NO_FATAL_FAILURE(finish_slow_requests(slow, acknowledged));
+  acknowledged.merge(burst.stop());
+
+  EXPECT_EQ(daemon.wait_exit(15s), 0) << daemon.log();
+  expect_ports_released(daemon, http_port, dns_port);
+  expect_restart_serves(daemon, http_port, dns_port, acknowledged, kSlow);
 }
 
 }  // namespace
