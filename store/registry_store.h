@@ -19,6 +19,9 @@
 //    back; MutationResult::service_version is the version after the batch. The
 //    caches fence on it (docs/architecture.md), so a version must never be
 //    reused for different contents.
+//  - Change feed: every change (created, updated, removed) gets a gap-free
+//    sequence number in its own transaction (MutationResult::sequence, Change);
+//    every daemon follows the feed to learn of the changes others made.
 //  - Retries: an implementation may run a batch's transaction more than once
 //    (a serialisation failure, a lost connection before COMMIT was sent); only
 //    the attempt that committed produces the results, and every mutation is
@@ -131,6 +134,8 @@ struct MutationResult {
   // Upsert and Heartbeat that found or made the instance: its renewals after this
   // mutation (the health checker bases its next writes on it).
   std::uint64_t renewals = 0;
+  // When changed(): the change's sequence number in the change feed.
+  std::uint64_t sequence = 0;
   bool changed() const {
     return outcome == Outcome::created || outcome == Outcome::updated ||
            outcome == Outcome::removed;
@@ -144,6 +149,18 @@ struct OutboxEntry {
   std::string service;
   std::uint64_t version = 0;
   friend bool operator==(const OutboxEntry&, const OutboxEntry&) = default;
+};
+
+// One entry of the change feed: the service whose answers changed and its
+// version after the change. Sequence numbers start at 1, are gap-free, and
+// commit in order: a reader that has applied every change up to N and then
+// reads the changes after N misses none.
+struct Change {
+  std::uint64_t sequence = 0;
+  std::string service;
+  std::uint64_t version = 0;
+  TimePoint committed_at{};
+  friend bool operator==(const Change&, const Change&) = default;
 };
 
 // What /v1/status reports about the database.
@@ -178,6 +195,14 @@ class RegistryStore {
   virtual std::vector<Instance> read_all_instances() = 0;
   // A round trip to the database: throws StoreError when it does not answer.
   virtual StoreStatus status() = 0;
+
+  // The change feed (see Change): at most `limit` changes after `after`, in
+  // order. Older changes are pruned (StoreOptions::change_retention for
+  // SQLite): a reader that finds the first change it gets is not after + 1 has
+  // fallen behind the retention and must reread everything.
+  virtual std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) = 0;
+  // The sequence number of the newest committed change (0: none yet).
+  virtual std::uint64_t last_sequence() = 0;
 
  protected:
   virtual std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations,

@@ -58,6 +58,19 @@ constexpr const char* kMigrations[] = {
     R"sql(
       ALTER TABLE instances ADD COLUMN renewals INTEGER NOT NULL DEFAULT 0;
     )sql",
+    // 4 -> 5: the change feed. One clock row whose update orders writers, and one
+    // row per committed change with its gap-free sequence number, written in the
+    // change's transaction (store/registry_store.h, "Change feed").
+    R"sql(
+      CREATE TABLE registry_clock (seq INTEGER NOT NULL);
+      INSERT INTO registry_clock (seq) VALUES (0);
+      CREATE TABLE changes (
+        seq             INTEGER PRIMARY KEY,
+        service         TEXT NOT NULL,
+        version         INTEGER NOT NULL,
+        committed_at_ms INTEGER NOT NULL
+      );
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 

@@ -142,6 +142,31 @@ std::uint64_t SqliteStore::bump_version(const std::string& service) {
   return static_cast<std::uint64_t>(bump.getColumn(0).getInt64());
 }
 
+std::uint64_t SqliteStore::record_change(const std::string& service, std::uint64_t version,
+                                         TimePoint now) {
+  // The clock row's update serialises writers, so sequences commit in order;
+  // a rolled-back change rolls its number back too, so there are no gaps.
+  SQLite::Statement tick(*write_db_, "UPDATE registry_clock SET seq = seq + 1 RETURNING seq");
+  tick.executeStep();
+  const auto sequence = static_cast<std::uint64_t>(tick.getColumn(0).getInt64());
+  tick.reset();
+  SQLite::Statement insert(
+      *write_db_,
+      "INSERT INTO changes (seq, service, version, committed_at_ms) VALUES (?, ?, ?, ?)");
+  insert.bind(1, static_cast<std::int64_t>(sequence));
+  insert.bind(2, service);
+  insert.bind(3, static_cast<std::int64_t>(version));
+  insert.bind(4, to_ms(now));
+  insert.exec();
+  if (sequence > options_.change_retention && sequence % 1024 == 0) {
+    // Pruned in steps, not per change: one range delete on the primary key.
+    SQLite::Statement prune(*write_db_, "DELETE FROM changes WHERE seq <= ?");
+    prune.bind(1, static_cast<std::int64_t>(sequence - options_.change_retention));
+    prune.exec();
+  }
+  return sequence;
+}
+
 namespace {
 // A mutation that changed nothing (not_found, unchanged), reported at the
 // service's current version.
@@ -358,11 +383,12 @@ std::vector<MutationResult> SqliteStore::apply_batch(std::span<const Mutation> m
       write_db_->exec("SAVEPOINT mutation");
       try {
         results.push_back(std::visit([&](const auto& m) { return apply_one(m, now); }, mutation));
-        if (results.back().changed()) {
+        if (MutationResult& result = results.back(); result.changed()) {
           record_outbox.bind(1, service_of(mutation));
-          record_outbox.bind(2, static_cast<std::int64_t>(results.back().service_version));
+          record_outbox.bind(2, static_cast<std::int64_t>(result.service_version));
           record_outbox.exec();
           record_outbox.reset();
+          result.sequence = record_change(service_of(mutation), result.service_version, now);
         }
         write_db_->exec("RELEASE mutation");
       } catch (const std::exception& error) {

@@ -31,11 +31,13 @@ struct StoreOptions {
   // How long a write waits for another connection's lock before failing with
   // "database busy" (503). Keep it well under the HTTP request timeout.
   std::chrono::milliseconds busy_timeout{2000};
+  // Changes kept in the feed table; older ones are pruned as new ones commit.
+  std::uint64_t change_retention = 100'000;
 };
 
 class SqliteStore final : public RegistryStore {
  public:
-  static constexpr int kLatestSchemaVersion = 4;
+  static constexpr int kLatestSchemaVersion = 5;
 
   // Opens (creating if needed) and migrates the database up to
   // target_schema_version. Throws StoreError if the file holds a newer schema
@@ -57,6 +59,8 @@ class SqliteStore final : public RegistryStore {
   std::vector<ServiceSummary> list_services() override;
   std::vector<Instance> read_all_instances() override;
   StoreStatus status() override;  // backend "sqlite", the file, its schema version
+  std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
+  std::uint64_t last_sequence() override;
   int schema_version();
   // Runs PRAGMA integrity_check; returns "ok" when the file is sound.
   std::string integrity_check();
@@ -72,6 +76,9 @@ class SqliteStore final : public RegistryStore {
   MutationResult apply_one(const RecordChecks& checks, TimePoint now);
   MutationResult apply_one(const ReportLoad& report, TimePoint now);
   std::uint64_t bump_version(const std::string& service);
+  // Records a committed change in the feed (in the caller's transaction) and
+  // returns its sequence number.
+  std::uint64_t record_change(const std::string& service, std::uint64_t version, TimePoint now);
   // After a failed batch: leaves the write connection outside any transaction
   // (reopening it if need be), so that the next batch can succeed.
   void recover_write_connection();

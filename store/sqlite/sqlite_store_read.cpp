@@ -87,6 +87,32 @@ int SqliteStore::schema_version() {
                      [](SQLite::Database& db) { return read_schema_version(db); });
 }
 
+std::vector<Change> SqliteStore::read_changes(std::uint64_t after, std::size_t limit) {
+  return with_reader(*readers_, "read_changes", [&](SQLite::Database& db) {
+    SQLite::Statement query(db,
+                            "SELECT seq, service, version, committed_at_ms FROM changes "
+                            "WHERE seq > ? ORDER BY seq LIMIT ?");
+    query.bind(1, static_cast<std::int64_t>(after));
+    query.bind(2, static_cast<std::int64_t>(limit));
+    std::vector<Change> changes;
+    while (query.executeStep()) {
+      changes.push_back({static_cast<std::uint64_t>(query.getColumn(0).getInt64()),
+                         query.getColumn(1).getString(),
+                         static_cast<std::uint64_t>(query.getColumn(2).getInt64()),
+                         from_ms(query.getColumn(3).getInt64())});
+    }
+    return changes;
+  });
+}
+
+std::uint64_t SqliteStore::last_sequence() {
+  return with_reader(*readers_, "last_sequence", [](SQLite::Database& db) {
+    SQLite::Statement query(db, "SELECT seq FROM registry_clock");
+    return query.executeStep() ? static_cast<std::uint64_t>(query.getColumn(0).getInt64())
+                               : std::uint64_t{0};
+  });
+}
+
 StoreStatus SqliteStore::status() {
   return {"sqlite", options_.path, schema_version()};
 }

@@ -205,6 +205,8 @@ class RefusingOnceStore final : public store::RegistryStore {
   std::vector<store::ServiceSummary> list_services() override { return {}; }
   std::vector<store::Instance> read_all_instances() override { return {}; }
   store::StoreStatus status() override { return {"memory", "", 0}; }
+  std::vector<store::Change> read_changes(std::uint64_t, std::size_t) override { return {}; }
+  std::uint64_t last_sequence() override { return 0; }
   std::vector<std::vector<store::OutboxEntry>> confirmations_seen;
 
  protected:

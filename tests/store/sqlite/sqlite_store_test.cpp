@@ -364,7 +364,7 @@ TEST_F(SqliteStoreTest, MigratesAVersion3DatabaseToCountRenewals) {
         "('orders', 'a1', '127.0.0.1', 8080, '[]', '{}', 1, 'tcp', '', 0, 0, 0, 0, 0, 1, 1, 2)");
   }
   store::SqliteStore db({path});
-  EXPECT_EQ(db.schema_version(), 4);
+  EXPECT_EQ(db.schema_version(), store::SqliteStore::kLatestSchemaVersion);
   const auto migrated = db.read_service("orders").instances.at(0);
   EXPECT_EQ(migrated.consecutive_failures, 2u);
   EXPECT_EQ(migrated.renewals, 0u);
