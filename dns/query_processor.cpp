@@ -123,9 +123,10 @@ Outcome QueryProcessor::process(std::span<const std::uint8_t> bytes, Transport t
     case ParseStatus::ok:
       break;
   }
+  const std::uint16_t early_code = rcode_before_name(query);
   ClassifiedName name;
   store::ServiceSnapshotPtr snapshot;
-  if (rcode_before_name(query) == 0 && query.qclass == rrclass::in) {
+  if (early_code == 0 && query.qclass == rrclass::in) {
     name = classify(query.qname, *zone_);
     if (name.needs_service()) {
       snapshot = lookup_.find_cached(name.service);
@@ -135,7 +136,7 @@ Outcome QueryProcessor::process(std::span<const std::uint8_t> bytes, Transport t
       }
     }
   }
-  return answer(query, name, snapshot.get(), transport, response);
+  return answer(query, early_code, name, snapshot.get(), transport, response);
 }
 
 Outcome QueryProcessor::resume(const PendingQuery& pending, Transport transport,
@@ -143,7 +144,9 @@ Outcome QueryProcessor::resume(const PendingQuery& pending, Transport transport,
                                const store::LookupResult& fetched) const {
   const store::ServiceSnapshot* snapshot =
       fetched.ok && fetched.snapshot ? fetched.snapshot.get() : nullptr;
-  return answer(pending.query(), pending.name(), snapshot, transport, response);
+  // Only class IN queries that no header, type or class rule decided wait for
+  // a lookup: nothing was decided early.
+  return answer(pending.query(), 0, pending.name(), snapshot, transport, response);
 }
 
 std::uint16_t QueryProcessor::answer_in(const Query& query, const ClassifiedName& name,
@@ -167,9 +170,9 @@ std::uint16_t QueryProcessor::answer_in(const Query& query, const ClassifiedName
   }
 }
 
-Outcome QueryProcessor::answer(const Query& query, const ClassifiedName& name,
-                               const store::ServiceSnapshot* snapshot, Transport transport,
-                               std::span<std::uint8_t> response) const {
+Outcome QueryProcessor::answer(const Query& query, std::uint16_t early_code,
+                               const ClassifiedName& name, const store::ServiceSnapshot* snapshot,
+                               Transport transport, std::span<std::uint8_t> response) const {
   MessageBuilder message(response, response_limit(query, transport, options_));
   const auto echoed_flags = static_cast<std::uint16_t>(query.header.flags & (flag::rd | flag::cd));
   if (!message.start(query.header.id, flag::qr | echoed_flags, query.question)) {
@@ -177,7 +180,7 @@ Outcome QueryProcessor::answer(const Query& query, const ClassifiedName& name,
   }
   if (query.edns) message.reserve_opt();
 
-  std::uint16_t code = rcode_before_name(query);
+  std::uint16_t code = early_code;
   if (code == 0) {
     code = query.qclass == rrclass::chaos ? answer_chaos(query, options_, message)
                                           : answer_in(query, name, snapshot, message);

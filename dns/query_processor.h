@@ -88,9 +88,10 @@ class QueryProcessor {
   const Zone& zone() const { return *zone_; }
 
  private:
-  // Writes the response to a parsed query. `snapshot` is the service's when the
-  // name needs one; null there means the store could not be read (SERVFAIL).
-  Outcome answer(const Query& query, const ClassifiedName& name,
+  // Writes the response to a parsed query. `early_code` is rcode_before_name's
+  // verdict (0: the name decides). `snapshot` is the service's when the name
+  // needs one; null there means the store could not be read (SERVFAIL).
+  Outcome answer(const Query& query, std::uint16_t early_code, const ClassifiedName& name,
                  const store::ServiceSnapshot* snapshot, Transport transport,
                  std::span<std::uint8_t> response) const;
   // The RCODE (and records) for a class IN question, by the name's place in the
