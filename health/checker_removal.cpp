@@ -89,7 +89,6 @@ void Checker::Impl::on_removal_result(std::uint32_t slot, std::uint32_t generati
   const bool current = valid(slot, generation) && slots_[slot].phase == Phase::removing;
   switch (result.outcome) {
     case store::Outcome::removed:
-      stats_removals_.fetch_add(1);
       logger()->info("removed service={} id={} address={} port={} reason=\"{}\" failures={}",
                      event.service, event.id, event.address, event.port, event.reason,
                      event.failures);
@@ -98,6 +97,9 @@ void Checker::Impl::on_removal_result(std::uint32_t slot, std::uint32_t generati
         events_.push_front(event);
         while (events_.size() > options_.max_events) events_.pop_back();
       }
+      // Counted after the event is in the history, so whoever sees the count
+      // (stats(), /v1/status) also finds the event in recent_removals().
+      stats_removals_.fetch_add(1);
       // Not forgotten here: the commit fan-out is the one place that stops
       // following removed instances (Checker::on_commit posted that before
       // this completion ran).
