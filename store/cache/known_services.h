@@ -5,7 +5,7 @@
 // The set is a superset of the services that have instances:
 //  - a name is added before the change that gives it instances is acknowledged
 //    (the cache's commit listener), or as soon as another daemon's change to it
-//    is announced (Redis tracking of the version fences);
+//    arrives through the database's change feed;
 //  - a name is removed only by remove_if, which the cache calls when a read found
 //    the service empty and no change to it happened since that read began;
 //  - load() replaces the set with the names read from the database, keeping
@@ -13,8 +13,8 @@
 //
 // It is authoritative (absent() can say yes) only between a completed load and
 // the next invalidate(): the owner invalidates it whenever it could have missed
-// an announcement (Redis tracking lost), and loads it again once announcements
-// flow. Thread-safe; contains/absent take a shared lock.
+// an announcement (a gap in the change feed), and loads it again. Thread-safe; contains/absent take
+// a shared lock.
 #pragma once
 
 #include <cstdint>

@@ -50,16 +50,33 @@ void ServiceCache::Impl::invalidate_all_local() {
   near.clear();
 }
 
+std::uint64_t ServiceCache::Impl::latest_version_of(std::string_view service) const {
+  std::lock_guard lock(generation_mutex);
+  auto it = latest_versions.find(service);
+  return it == latest_versions.end() ? 0 : it->second;
+}
+
+void ServiceCache::Impl::record_versions(const std::vector<OutboxEntry>& versions) {
+  bool too_many;
+  {
+    std::lock_guard lock(generation_mutex);
+    for (const auto& [service, version] : versions) {
+      auto& latest = latest_versions[service];
+      latest = std::max(latest, version);
+    }
+    too_many = latest_versions.size() > options.max_tracked_versions;
+  }
+  if (too_many) forget_versions_and_redis("too many versions tracked");
+}
+
 bool ServiceCache::Impl::near_cache_usable() const {
-  if (!options.near_cache) return false;
-  // With Redis, other daemons may change services too; only invalidation
-  // messages tell us, so without them the near cache cannot be trusted.
-  return !redis || redis->tracking_active();
+  // Other daemons may change services too; the feed tells us, so memory answers
+  // only while the feed is current (checked per answer: see FeedFollower).
+  return options.near_cache && feed && feed->current();
 }
 
 bool ServiceCache::Impl::known_usable() const {
-  if (!options.known_names || !known.authoritative()) return false;
-  return !redis || redis->tracking_active();
+  return options.known_names && known.authoritative() && feed && feed->current();
 }
 
 void ServiceCache::Impl::load_known_names_now() {
@@ -115,26 +132,50 @@ void ServiceCache::Impl::distrust_redis(const char* why) {
     trusted = false;
     ++missed_invalidations;
   }
-  // Whatever came from Redis is suspect now, including near-cache entries filled
-  // from it and reads of it still in flight.
-  invalidate_all_local();
+  // The near cache stays: its entries were vetted against the versions the feed
+  // and our commits announced, and the feed keeps them coherent without Redis.
   if (was_trusted)
-    logger()->warn("cache degraded: {}; lookups read SQLite until Redis recovers", why);
+    logger()->warn("cache degraded: {}; misses read the database until Redis recovers", why);
 }
 
-void ServiceCache::Impl::on_foreign_change(const std::vector<std::string>& keys) {
-  const std::string& prefix = fence_prefix;
+void ServiceCache::Impl::on_feed_changes(const std::vector<Change>& changes) {
+  std::vector<OutboxEntry> versions;
   std::vector<std::string> services;
-  for (const auto& key : keys) {
-    if (key.size() > prefix.size() && key.starts_with(prefix)) {
-      services.push_back(key.substr(prefix.size()));
-    }
+  versions.reserve(changes.size());
+  services.reserve(changes.size());
+  for (const auto& change : changes) {
+    versions.push_back({change.service, change.version});
+    services.push_back(change.service);
   }
-  counters.tracked_changes += services.size();
+  record_versions(versions);
   invalidate_local(services);
-  // After the generation bump, as in on_commit: a raised fence may announce a
-  // service's first instance.
+  // After the generation bump, as in on_commit: a change may be the service's
+  // first instance.
   known.add(services);
+}
+
+void ServiceCache::Impl::on_feed_gap() {
+  forget_versions_and_redis("the change feed had a gap");
+  if (options.known_names) {
+    known.invalidate();
+    load_known_names();
+  }
+}
+
+void ServiceCache::Impl::forget_versions_and_redis(const char* why) {
+  // In this order: no Redis read starts once distrusted, the generation bump
+  // rejects those in flight, and only then may the versions go.
+  if (redis) distrust_redis(why);
+  invalidate_all_local();
+  {
+    std::lock_guard lock(generation_mutex);
+    latest_versions.clear();
+  }
+  if (!redis) return;
+  asio::post(io, [self = shared_from_this()] {
+    self->known_run_id.clear();  // wipe every entry before trusting Redis again
+    self->recover();
+  });
 }
 
 ServiceCache::ServiceCache(RegistryStore& store, Writer& writer, CacheOptions options)
@@ -149,14 +190,21 @@ void ServiceCache::start() {
   impl.work.emplace(impl.io.get_executor());
   impl.retry_timer.emplace(impl.io);
   impl.known_retry_timer.emplace(impl.io);
+  // Before the names are read: a change committed after this point reaches
+  // the handler, so nothing between the two reads is missed.
+  std::weak_ptr<Impl> weak = impl_;
+  impl.feed = std::make_unique<FeedFollower>(
+      impl.store, impl.options.feed,
+      FeedFollower::Handlers{[weak](const std::vector<Change>& changes) {
+                               if (auto self = weak.lock()) self->on_feed_changes(changes);
+                             },
+                             [weak] {
+                               if (auto self = weak.lock()) self->on_feed_gap();
+                             }});
+  impl.feed->start();
   if (impl.options.known_names) impl.load_known_names_now();
   if (impl.options.redis) {
-    auto redis_options = *impl.options.redis;
-    // Our own writes (fills, invalidations) are handled locally; reporting them
-    // back would only cost a round trip and a near-cache miss per name.
-    redis_options.tracking_noloop = true;
-    impl.redis = std::make_unique<redis::Client>(impl.io, redis_options);
-    std::weak_ptr<Impl> weak = impl_;
+    impl.redis = std::make_unique<redis::Client>(impl.io, *impl.options.redis);
     impl.redis->set_on_state_change([weak](bool connected) {
       auto self = weak.lock();
       if (!self) return;
@@ -166,31 +214,6 @@ void ServiceCache::start() {
         self->distrust_redis("Redis connection lost");
       }
     });
-    if (impl.options.near_cache || impl.options.known_names) {
-      // Only the version fences: every daemon's every change raises its
-      // service's fence (in the invalidation script), so a fence message is the
-      // announcement of a change, and of a service that may have new
-      // instances. Snapshot keys (svc:) are not tracked: they change by fills
-      // and expiry too, and Redis 7.0 reports writes made by a script even to
-      // the client that ran it (NOLOOP covers plain commands only), so tracking
-      // them sent every fill of ours back as an invalidation.
-      impl.redis->track_prefix(
-          impl.fence_prefix,
-          [weak](const std::vector<std::string>& keys) {
-            if (auto self = weak.lock()) self->on_foreign_change(keys);
-          },
-          [weak] {
-            auto self = weak.lock();
-            if (!self) return;
-            self->invalidate_all_local();
-            // Announcements may have been missed: not authoritative until the
-            // names are read again, which only helps once they flow again.
-            self->known.invalidate();
-            if (self->options.known_names && self->redis->tracking_active()) {
-              self->load_known_names();
-            }
-          });
-    }
     impl.redis->start();
   }
   impl.thread = std::thread([&impl] { impl.io.run(); });
@@ -199,6 +222,7 @@ void ServiceCache::start() {
 void ServiceCache::stop() {
   auto& impl = *impl_;
   if (!impl.thread.joinable()) return;
+  impl.feed->stop();  // before the cache thread goes: its handlers post there
   // Everything that touches the cache's state runs on its thread, stopping too.
   asio::post(impl.io, [&impl] {
     if (impl.redis) impl.redis->stop();  // fails its pending commands, on this thread
@@ -218,12 +242,14 @@ void ServiceCache::stop() {
 
 ServiceSnapshotPtr ServiceCache::find_cached(std::string_view service) {
   auto& impl = *impl_;
-  if (!impl.near_cache_usable()) return nullptr;
+  // One clock read per answer: memory answers only while the feed is current.
+  if (!impl.feed || !impl.feed->current()) return nullptr;
+  if (!impl.options.near_cache) return nullptr;
   if (auto snapshot = impl.near.find(service)) {
     ++impl.counters.near_hits;
     return snapshot;
   }
-  if (!impl.known_usable() || !impl.known.absent(service)) return nullptr;
+  if (!impl.options.known_names || !impl.known.absent(service)) return nullptr;
   // Nothing is registered under this name: its current snapshot is empty, and
   // answering it costs no I/O, no allocation, and leaves nothing behind.
   ++impl.counters.absent_answers;
@@ -247,6 +273,14 @@ void ServiceCache::fetch(std::string service, std::function<void(LookupResult)> 
              });
 }
 
+void ServiceCache::wake_feed() {
+  if (impl_->feed) impl_->feed->wake();
+}
+
+void ServiceCache::pause_feed_for_test(bool paused) {
+  if (impl_->feed) impl_->feed->pause_for_test(paused);
+}
+
 void ServiceCache::on_commit(const Writer::Commit& commit) {
   impl_->on_commit(commit);
 }
@@ -260,7 +294,6 @@ CacheStats ServiceCache::stats() const {
     std::lock_guard lock(impl.trust_mutex);
     stats.redis_trusted = impl.redis && impl.trusted;
   }
-  stats.tracking_active = impl.redis && impl.redis->tracking_active();
   const auto near = impl.near.stats();
   stats.near_entries = near.entries;
   stats.near_evicted = near.evicted;
@@ -271,6 +304,7 @@ CacheStats ServiceCache::stats() const {
   {
     std::lock_guard lock(impl.generation_mutex);
     stats.tracked_generations = impl.generations.size();
+    stats.tracked_versions = impl.latest_versions.size();
   }
   const auto& c = impl.counters;
   stats.near_hits = c.near_hits;
@@ -288,7 +322,8 @@ CacheStats ServiceCache::stats() const {
   stats.outbox_replays = c.outbox_replays;
   stats.absent_answers = c.absent_answers;
   stats.lookups_shed = c.lookups_shed;
-  stats.tracked_changes = c.tracked_changes;
+  stats.redis_stale = c.redis_stale;
+  if (impl.feed) stats.feed = impl.feed->stats();
   return stats;
 }
 

@@ -1,17 +1,25 @@
 // The read path's cache: an in-process near cache in front of Redis in front of
-// SQLite, kept never-stale by active invalidation. docs/architecture.md explains
-// the design and the no-stale argument; in short:
+// the database, kept never-stale by active invalidation. docs/architecture.md
+// explains the design and the no-stale argument; in short:
 //
-//  - Every committed change reaches on_commit() (a Writer commit subscriber)
-//    before it is acknowledged. on_commit bumps the service's generation, drops
-//    its near-cache entry and runs the invalidation script in Redis (raise the
-//    service's version fence, delete the entry), waiting for Redis's answer.
-//  - A fill (Redis or near cache) is only accepted if nothing invalidated the
-//    service since the read that produced it: the near cache compares
-//    generations, Redis compares versions against the fence atomically in Lua.
-//  - If an invalidation cannot reach Redis, the cache stops trusting Redis (all
-//    lookups go to SQLite) until the outbox of unconfirmed invalidations, kept in
-//    SQLite in the same transaction as each change, has been replayed.
+//  - Every committed change of this daemon reaches on_commit() (a Writer commit
+//    subscriber) before it is acknowledged: it records the service's new
+//    version, bumps its generation, drops its near-cache entry and runs the
+//    invalidation script in Redis (raise the version fence, delete the entry).
+//  - Every change of any daemon sharing the database arrives through the
+//    database's change feed (store/cache/feed_follower.h), which does the same
+//    locally. The near cache and the known names rest on the feed alone: they
+//    answer only while the feed is current (per answer, monotonic clock), and
+//    stay on when Redis is slow, paused or dead.
+//  - Redis is a shared second-level cache. A fill (Redis or near cache) is only
+//    accepted if nothing invalidated the service since the read that produced
+//    it: the near cache compares generations, Redis compares versions against
+//    the fence atomically in Lua. A Redis entry older than the newest version
+//    the feed announced is never used, so a fence Redis lost (evicted, or an
+//    invalidation that never reached it) cannot bring an old answer back.
+//  - If an invalidation cannot reach Redis, the cache stops reading Redis until
+//    the outbox of unconfirmed invalidations, kept in the database in the same
+//    transaction as each change, has been replayed.
 //  - Concurrent misses for one service share one read (single flight).
 #pragma once
 
@@ -22,6 +30,7 @@
 #include <optional>
 #include <string>
 
+#include "store/cache/feed_follower.h"
 #include "store/cache/redis_client.h"
 #include "store/lookup.h"
 #include "store/registry_store.h"
@@ -48,6 +57,13 @@ struct CacheOptions {
   // each, so this bounds memory against clients asking for endless distinct
   // names; a fold makes the reads in flight at that moment retry once.
   std::size_t max_tracked_generations = 10'000;
+  // The change feed: how often it is polled and how far behind the database
+  // memory may fall before it stops answering (store/cache/feed_follower.h).
+  FeedOptions feed;
+  // Newest versions the feed announced, kept per changed service to vet Redis
+  // entries (about 100 bytes each). Past it they are dropped together with
+  // everything in Redis (a wipe), since an entry can no longer be vetted.
+  std::size_t max_tracked_versions = 1'000'000;
   // Test hooks, empty in production: called on the reader thread after a SQLite
   // read and before its result is used, to force interleavings deterministically.
   std::function<void(const std::string& service)> after_db_read;
@@ -60,7 +76,6 @@ struct CacheStats {
   bool redis_configured = false;
   bool redis_connected = false;
   bool redis_trusted = false;  // false: lookups bypass Redis (degraded)
-  bool tracking_active = false;
   std::size_t near_entries = 0;
   std::uint64_t near_evicted = 0;    // cold or expired entries dropped to make room
   std::uint64_t near_refused = 0;    // fills not kept: the near cache was full of hot entries
@@ -68,9 +83,11 @@ struct CacheStats {
   bool known_names_active = false;   // absent names are answered without I/O
   std::uint64_t absent_answers = 0;  // lookups answered "nothing registered" from that set
   std::size_t lookups_in_flight = 0;
-  std::uint64_t lookups_shed = 0;     // lookups refused because too many were in flight
-  std::uint64_t tracked_changes = 0;  // changes announced through Redis tracking (fences)
+  std::uint64_t lookups_shed = 0;  // lookups refused because too many were in flight
+  FeedStats feed;                  // the change feed this cache follows
   std::size_t tracked_generations = 0;
+  std::size_t tracked_versions = 0;
+  std::uint64_t redis_stale = 0;  // Redis entries older than the feed's version: not used
   std::uint64_t near_hits = 0;
   std::uint64_t redis_hits = 0;
   std::uint64_t redis_misses = 0;
@@ -99,6 +116,11 @@ class ServiceCache final : public ServiceLookup, public CommitSubscriber {
 
   ServiceSnapshotPtr find_cached(std::string_view service) override;
   void fetch(std::string service, std::function<void(LookupResult)> done) override;
+
+  // Polls the change feed now (a notification from the database arrived).
+  void wake_feed();
+  // Test hook: the feed stops being read (as if the database stopped answering).
+  void pause_feed_for_test(bool paused);
 
   // A commit subscriber (subscribe it first): blocks (at most about the Redis
   // command timeout) until Redis confirmed the invalidations or the cache

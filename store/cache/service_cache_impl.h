@@ -62,6 +62,7 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   std::thread thread;
   boost::asio::thread_pool db_readers{1};
   std::unique_ptr<redis::Client> redis;
+  std::unique_ptr<FeedFollower> feed;
   std::optional<boost::asio::steady_timer> retry_timer;
   std::optional<boost::asio::steady_timer> known_retry_timer;
 
@@ -69,7 +70,10 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   mutable std::mutex generation_mutex;
   cache_internal::StringMap<std::uint64_t> generations;
   std::uint64_t generation_counter = 0;
-  std::uint64_t reset_generation = 0;  // all services changed (lost tracking)
+  std::uint64_t reset_generation = 0;  // all services changed (a feed gap, a fold)
+  // The newest version each changed service is known to have (own commits and
+  // the feed): a Redis entry older than it is stale.
+  cache_internal::StringMap<std::uint64_t> latest_versions;
 
   NearCache near;                                 // shared by every reader thread
   KnownServices known;                            // the names that may have instances
@@ -95,20 +99,24 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
     std::atomic<std::uint64_t> near_hits{0}, redis_hits{0}, redis_misses{0}, fills{0},
         fills_refused{0}, invalidations{0}, invalidation_failures{0}, fallbacks{0}, redis_errors{0},
         db_reads{0}, coalesced{0}, stale_retries{0}, outbox_replays{0}, absent_answers{0},
-        lookups_shed{0}, tracked_changes{0};
+        lookups_shed{0}, redis_stale{0};
   } counters;
 
   std::string data_key(std::string_view service) const;
   std::string fence_key(std::string_view service) const;
   std::uint64_t generation_of(std::string_view service) const;
+  std::uint64_t latest_version_of(std::string_view service) const;
+  // Raises the services' known versions (before their invalidation, so that a
+  // Redis read issued after it is vetted against the new version).
+  void record_versions(const std::vector<OutboxEntry>& versions);
 
   // Marks services changed: in-flight reads of them are discarded, near entries go.
   void invalidate_local(const std::vector<std::string>& services);
   void invalidate_all_local();
   bool near_cache_usable() const;
 
-  // Whether the known-names set may answer "absent": it has been loaded and,
-  // with Redis, the announcements of other daemons' changes are flowing.
+  // Whether the known-names set may answer "absent": it has been loaded and the
+  // change feed is current.
   bool known_usable() const;
 
   // The first load, on the starting thread, so that absent names cost nothing
@@ -127,9 +135,13 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   bool redis_usable() const;
   void distrust_redis(const char* why);
 
-  // Fences that changed: another daemon's change (or our own, reported back
-  // because the invalidation is a script; harmless), or an expiry.
-  void on_foreign_change(const std::vector<std::string>& keys);
+  // The change feed (follower thread): changes of other daemons, and a gap
+  // (changes pruned before we read them: anything may have changed).
+  void on_feed_changes(const std::vector<Change>& changes);
+  void on_feed_gap();
+  // Forgets every version and every Redis entry (which can no longer be
+  // vetted): a feed gap, or too many versions tracked.
+  void forget_versions_and_redis(const char* why);
 
   // ---- lookups (cache thread) ----
 

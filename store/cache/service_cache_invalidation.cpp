@@ -11,16 +11,29 @@ using cache_internal::logger;
 namespace {
 
 // Raise the fence to the new version, then drop the entry. Atomic, so no fill
-// can slip between the two.
+// can slip between the two. Fences have no TTL: under a volatile-* (or
+// noeviction) maxmemory policy Redis never evicts them, so a fill older than
+// a fence is always refused (and readers vet entries against the feed anyway).
+// One per changed service; a daemon's first contact wipes them all.
 constexpr const char* kInvalidateScript = R"lua(
 local fence = tonumber(redis.call('GET', KEYS[2]) or '0')
-if tonumber(ARGV[1]) > fence then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+if tonumber(ARGV[1]) > fence then redis.call('SET', KEYS[2], ARGV[1]) end
 redis.call('DEL', KEYS[1])
 return 1
 )lua";
 
-// Fences outlive any read that could race with them by orders of magnitude.
-constexpr std::chrono::milliseconds kFenceTtl{24 * 3600 * 1000};
+// Warns once per Redis if its eviction policy may evict fences.
+void check_eviction_policy(const std::string& info) {
+  const auto at = info.find("maxmemory_policy:");
+  if (at == std::string::npos) return;
+  const auto value = info.substr(at + 17, info.find_first_of("\r\n", at) - at - 17);
+  if (value.starts_with("allkeys")) {
+    logger()->warn(
+        "Redis maxmemory-policy is {}: it may evict version fences, so more fills are "
+        "refused; use volatile-lru (or noeviction)",
+        value);
+  }
+}
 
 }  // namespace
 
@@ -31,18 +44,31 @@ void ServiceCache::Impl::invalidate_in_redis(std::vector<OutboxEntry> entries,
   auto all_ok = std::make_shared<bool>(true);
   auto shared_done = std::make_shared<std::function<void(bool)>>(std::move(done));
   for (const auto& entry : entries) {
-    redis->command(
-        {"EVAL", kInvalidateScript, "2", data_key(entry.service), fence_key(entry.service),
-         std::to_string(entry.version), std::to_string(kFenceTtl.count())},
-        [remaining, all_ok, shared_done](redis::Result result) {
-          if (!result.ok || result.reply.is_error()) *all_ok = false;
-          if (--*remaining == 0) (*shared_done)(*all_ok);
-        });
+    redis->command({"EVAL", kInvalidateScript, "2", data_key(entry.service),
+                    fence_key(entry.service), std::to_string(entry.version)},
+                   [remaining, all_ok, shared_done](redis::Result result) {
+                     if (!result.ok || result.reply.is_error()) *all_ok = false;
+                     if (--*remaining == 0) (*shared_done)(*all_ok);
+                   });
   }
 }
 
 void ServiceCache::Impl::on_commit(const Writer::Commit& commit) {
   if (commit.changed_services.empty()) return;
+  std::vector<OutboxEntry> entries;
+  for (const auto& service : commit.changed_services) entries.push_back({service, 0});
+  for (std::size_t i = 0; i < commit.mutations.size(); ++i) {
+    const auto& result = commit.results[i];
+    if (!result.changed()) continue;
+    const auto& service = service_of(commit.mutations[i]);
+    auto entry =
+        std::lower_bound(entries.begin(), entries.end(), service,
+                         [](const OutboxEntry& e, const std::string& s) { return e.service < s; });
+    entry->version = std::max(entry->version, result.service_version);
+    // Handled here, before the acknowledgement: the feed need not hand it over.
+    if (feed && result.sequence != 0) feed->skip(result.sequence);
+  }
+  record_versions(entries);
   invalidate_local(commit.changed_services);
   counters.invalidations += commit.changed_services.size();
   // After the generation bump (see KnownServices::remove_if's caller) and before
@@ -54,16 +80,6 @@ void ServiceCache::Impl::on_commit(const Writer::Commit& commit) {
     }
   }
 
-  std::vector<OutboxEntry> entries;
-  for (const auto& service : commit.changed_services) entries.push_back({service, 0});
-  for (std::size_t i = 0; i < commit.mutations.size(); ++i) {
-    if (!commit.results[i].changed()) continue;
-    const auto& service = service_of(commit.mutations[i]);
-    auto entry =
-        std::lower_bound(entries.begin(), entries.end(), service,
-                         [](const OutboxEntry& e, const std::string& s) { return e.service < s; });
-    entry->version = std::max(entry->version, commit.results[i].service_version);
-  }
   if (!redis) {
     // Nothing to invalidate remotely: the outbox rows are done with.
     writer.confirm_invalidations(std::move(entries));
@@ -121,23 +137,25 @@ void ServiceCache::Impl::recover() {
     std::lock_guard lock(trust_mutex);
     epoch = missed_invalidations;
   }
-  redis->command({"INFO", "server"}, [self = shared_from_this(), epoch](redis::Result result) {
-    if (!result.ok || result.reply.kind != redis::Reply::Kind::string) {
-      return self->recovery_failed("INFO failed");
-    }
-    const auto& info = result.reply.text;
-    std::string run_id;
-    if (auto at = info.find("run_id:"); at != std::string::npos) {
-      run_id = info.substr(at + 7, info.find_first_of("\r\n", at) - at - 7);
-    }
-    if (run_id == self->known_run_id) return self->replay_outbox(epoch);
-    // A Redis we have not vetted (first contact, or it restarted, possibly from
-    // an old snapshot): drop every entry under our prefix before reading any.
-    self->wipe_prefix("0", [self, epoch, run_id] {
-      self->known_run_id = run_id;
-      self->replay_outbox(epoch);
-    });
-  });
+  redis->command({"INFO", "server", "memory"},
+                 [self = shared_from_this(), epoch](redis::Result result) {
+                   if (!result.ok || result.reply.kind != redis::Reply::Kind::string) {
+                     return self->recovery_failed("INFO failed");
+                   }
+                   const auto& info = result.reply.text;
+                   std::string run_id;
+                   if (auto at = info.find("run_id:"); at != std::string::npos) {
+                     run_id = info.substr(at + 7, info.find_first_of("\r\n", at) - at - 7);
+                   }
+                   if (run_id == self->known_run_id) return self->replay_outbox(epoch);
+                   check_eviction_policy(info);
+                   // A Redis we have not vetted (first contact, or it restarted, possibly from
+                   // an old snapshot): drop every entry under our prefix before reading any.
+                   self->wipe_prefix("0", [self, epoch, run_id] {
+                     self->known_run_id = run_id;
+                     self->replay_outbox(epoch);
+                   });
+                 });
 }
 
 void ServiceCache::Impl::wipe_prefix(std::string cursor, std::function<void()> done) {

@@ -45,35 +45,40 @@ void ServiceCache::Impl::start_or_join(std::string service,
 }
 
 void ServiceCache::Impl::read_redis(const std::string& service) {
-  redis->command({"GET", data_key(service)},
-                 [self = shared_from_this(), service](redis::Result result) {
-                   auto flight = self->flights.find(service);
-                   if (flight == self->flights.end()) return;
-                   if (!result.ok) {
-                     ++self->counters.redis_errors;
-                     ++self->counters.fallbacks;
-                     return self->read_db(service);
-                   }
-                   if (result.reply.kind == redis::Reply::Kind::string) {
-                     auto snapshot = decode_snapshot(result.reply.text);
-                     // The entry was read before an invalidation we already saw: not usable.
-                     if (snapshot && snapshot->service == service &&
-                         self->generation_of(service) == flight->second.generation) {
-                       ++self->counters.redis_hits;
-                       auto shared = std::make_shared<const ServiceSnapshot>(std::move(*snapshot));
-                       if (!self->forget_if_empty(service, *shared, flight->second.generation)) {
-                         self->fill_near(service, shared, flight->second.generation);
-                       }
-                       return self->complete(service, {true, std::move(shared), {}});
-                     }
-                     if (!snapshot) ++self->counters.redis_errors;
-                   } else if (result.reply.is_nil()) {
-                     ++self->counters.redis_misses;
-                   } else {
-                     ++self->counters.redis_errors;
-                   }
-                   self->read_db(service);
-                 });
+  redis->command(
+      {"GET", data_key(service)}, [self = shared_from_this(), service](redis::Result result) {
+        auto flight = self->flights.find(service);
+        if (flight == self->flights.end()) return;
+        if (!result.ok) {
+          ++self->counters.redis_errors;
+          ++self->counters.fallbacks;
+          return self->read_db(service);
+        }
+        if (result.reply.kind == redis::Reply::Kind::string) {
+          auto snapshot = decode_snapshot(result.reply.text);
+          // Not usable: read before an invalidation we already saw, or
+          // older than a version the feed or our commits announced (a
+          // fence Redis lost, an invalidation that never reached it).
+          const bool current = snapshot && snapshot->service == service &&
+                               self->generation_of(service) == flight->second.generation &&
+                               snapshot->version >= self->latest_version_of(service);
+          if (snapshot && !current) ++self->counters.redis_stale;
+          if (current) {
+            ++self->counters.redis_hits;
+            auto shared = std::make_shared<const ServiceSnapshot>(std::move(*snapshot));
+            if (!self->forget_if_empty(service, *shared, flight->second.generation)) {
+              self->fill_near(service, shared, flight->second.generation);
+            }
+            return self->complete(service, {true, std::move(shared), {}});
+          }
+          if (!snapshot) ++self->counters.redis_errors;
+        } else if (result.reply.is_nil()) {
+          ++self->counters.redis_misses;
+        } else {
+          ++self->counters.redis_errors;
+        }
+        self->read_db(service);
+      });
 }
 
 void ServiceCache::Impl::read_db(const std::string& service) {

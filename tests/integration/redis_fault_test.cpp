@@ -198,3 +198,43 @@ TEST(Reliability, RedisKilledPausedAndRestartedUnderLoadDelaysNoLookupAndServesN
 }
 
 }  // namespace
+
+namespace {
+
+// The near cache rests on the change feed, not on Redis: with Redis killed,
+// repeated DNS queries for a live service are answered from memory (no
+// database read each), and a change is still answered fresh at once.
+TEST(Reliability, WithRedisKilledDnsStillAnswersFromMemory) {
+  test_support::TempDir dir;
+  test_support::RedisServer redis;
+  ASSERT_TRUE(redis.start()) << redis.log();
+  Daemon daemon(dir, {.db_path = {}, .extra_args = {}, .redis_port = redis.port()});
+  ASSERT_TRUE(daemon.start()) << daemon.log();
+  HttpClient http(daemon.http_port());
+  const auto cache = [&] { return http.get("/v1/status").json()["cache"]; };
+  ASSERT_TRUE(wait_until([&] { return cache()["status"] == "ok"; })) << daemon.log();
+  ASSERT_EQ(
+      http.put("/v1/services/steady/instances/a", {{"address", "127.8.0.2"}, {"port", 80}}).status,
+      201);
+  redis.kill();
+  ASSERT_TRUE(wait_until([&] { return cache()["status"] == "degraded"; })) << daemon.log();
+  const std::string name = "steady.service.discovery.";
+  ASSERT_EQ(a_record_addresses(daemon.dns_port(), name), std::vector<std::string>{"127.8.0.2"});
+  const auto before = cache();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(a_record_addresses(daemon.dns_port(), name), std::vector<std::string>{"127.8.0.2"});
+  }
+  const auto after = cache();
+  EXPECT_EQ(after["db_reads"], before["db_reads"]) << "every query read the database";
+  EXPECT_GE(after["near_hits"].get<int>() - before["near_hits"].get<int>(), 200);
+  EXPECT_TRUE(after["feed"]["current"].get<bool>());
+  ASSERT_EQ(
+      http.put("/v1/services/steady/instances/b", {{"address", "127.8.0.3"}, {"port", 80}}).status,
+      201);
+  auto addresses = a_record_addresses(daemon.dns_port(), name);
+  ASSERT_TRUE(addresses);
+  std::sort(addresses->begin(), addresses->end());
+  EXPECT_EQ(*addresses, (std::vector<std::string>{"127.8.0.2", "127.8.0.3"}));
+}
+
+}  // namespace

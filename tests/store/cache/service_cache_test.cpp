@@ -153,10 +153,11 @@ class StaleFillTest : public ServiceCacheTest {
   std::vector<std::string> run_interleaving(bool with_fence, std::uint64_t& refused) {
     auto opts = options();
     opts.unsafe_fill_without_fence = !with_fence;
-    // No tracking: the reader must not hear of B's change before it fills (with
-    // tracking, it usually would, and the race would need a delayed message).
+    // The reader must not hear of B's change before it fills (through the
+    // change feed it usually would, and the race would need a delayed poll).
     opts.known_names = false;
     auto reader = make_node(opts);
+    reader->cache->pause_feed_for_test(true);
     auto writer = make_node(options());
     writer->commit(store::Upsert{registration("a1")});
     reader->gate.block_next();
@@ -213,13 +214,9 @@ TEST_F(ServiceCacheTest, ConcurrentMissesShareOneDatabaseRead) {
 
 TEST_F(ServiceCacheTest, NearCacheServesHitsFromMemoryAndDropsThemOnChange) {
   auto node = make_node(options(/*near_cache=*/true));
-  ASSERT_TRUE(wait_until([&] { return node->cache->stats().tracking_active; }));
   node->commit(store::Upsert{registration("a1")});
-  // Lookups fill it (a tracking reset may empty it meanwhile: look up again).
-  ASSERT_TRUE(wait_until([&] {
-    node->ids();
-    return node->cache->find_cached("orders") != nullptr;
-  }));
+  node->ids();
+  ASSERT_NE(node->cache->find_cached("orders"), nullptr);
   const auto db_reads = node->cache->stats().db_reads;
   const auto near_hits = node->cache->stats().near_hits;
   EXPECT_EQ(node->ids(), std::vector<std::string>{"a1"});
@@ -233,14 +230,13 @@ TEST_F(ServiceCacheTest, NearCacheServesHitsFromMemoryAndDropsThemOnChange) {
 TEST_F(ServiceCacheTest, NearCacheFollowsChangesMadeByAnotherDaemon) {
   auto reader = make_node(options(/*near_cache=*/true));
   auto writer = make_node(options());
-  ASSERT_TRUE(wait_until([&] { return reader->cache->stats().tracking_active; }));
   writer->commit(store::Upsert{registration("a1")});
   ASSERT_TRUE(wait_until([&] {
     reader->ids();
     return reader->cache->find_cached("orders") != nullptr;
   }));
   writer->commit(store::Deregister{"orders", "a1"});
-  // The other daemon's invalidation reaches us as a Redis tracking message.
+  // The other daemon's change reaches us through the database's change feed.
   EXPECT_TRUE(wait_until([&] { return reader->cache->find_cached("orders") == nullptr; }));
   EXPECT_TRUE(reader->ids().empty());
 }
@@ -251,12 +247,17 @@ TEST_F(ServiceCacheTest, WithRedisKilledLookupsAndWritesGoOnAndNothingStaleAfter
   node->ids();
   redis.kill();
   ASSERT_TRUE(wait_until([&] { return node->cache->status() == "degraded"; }));
-  // Writes succeed (SQLite is the source of truth) and lookups answer from it.
+  // The near cache stays on: it rests on the change feed, not on Redis.
+  EXPECT_NE(node->cache->find_cached("orders"), nullptr);
+  // Writes succeed (SQLite is the source of truth) and misses read it.
   EXPECT_EQ(node->commit(store::Upsert{registration("a2")}).outcome, store::Outcome::created);
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(node->ids(), (std::vector<std::string>{"a1", "a2"}));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 500ms);
   EXPECT_GE(node->cache->stats().fallbacks, 1u);
+  const auto reads = node->cache->stats().db_reads;
+  EXPECT_EQ(node->ids(), (std::vector<std::string>{"a1", "a2"}));  // from memory
+  EXPECT_EQ(node->cache->stats().db_reads, reads);
   ASSERT_TRUE(redis.restart());
   ASSERT_TRUE(wait_until([&] { return node->cache->status() == "ok"; }));
   node->commit(store::Deregister{"orders", "a1"});
