@@ -11,6 +11,7 @@ packages=(
   libtomlplusplus-dev libssl-dev
   clang-14 libclang-rt-14-dev clang-format
   redis-server redis-tools ldnsutils knot-dnsutils bind9-dnsutils nsd knot sqlite3 curl openssl
+  postgresql libpq-dev
   # unshare and ip, for .ci/loopback-netns.sh (the tests run with loopback only)
   util-linux iproute2
 )

@@ -1,0 +1,98 @@
+// The PostgreSQL implementation of store::RegistryStore (store/registry_store.h):
+// several daemons share one database. One write connection (the group-commit
+// writer's) and a small pool of read connections; every committed change takes
+// the next number of the shared change feed and wakes the other daemons with
+// NOTIFY (change_notifications.h). See README.md.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/registry_store.h"
+
+namespace store {
+
+namespace postgres {
+class Connection;
+class ConnectionPool;
+}  // namespace postgres
+
+struct PostgresOptions {
+  // A libpq URI, postgresql://user[:password]@host:port/dbname?..., handed to
+  // libpq unchanged (its own parameters win over the defaults below).
+  std::string url;
+  // Bounds connecting (libpq counts whole seconds, at least 2).
+  std::chrono::milliseconds connect_timeout{3000};
+  // Per session on the server; the client also gives up on an answer this much
+  // later (plus a margin), so a hung server never blocks a caller for ever.
+  std::chrono::milliseconds statement_timeout{2000};
+  // The kernel drops a connection whose sent data stays unacknowledged this long.
+  std::chrono::milliseconds tcp_user_timeout{5000};
+  std::size_t read_connections = 4;
+  // Changes kept in the feed table; older ones are pruned as new ones commit.
+  std::uint64_t change_retention = 100'000;
+};
+
+// The URL without its password (userinfo or `password=` parameter), for logs and
+// StoreStatus::location.
+std::string redact_database_url(std::string_view url);
+
+class PostgresStore final : public RegistryStore {
+ public:
+  // PostgreSQL's own numbering, independent of SQLite's: version 1 is the shape
+  // of SQLite's schema 5 (services, instances, cache_outbox, registry_clock,
+  // changes). Never edit a released migration: append one (pg_schema.cpp).
+  static constexpr int kLatestSchemaVersion = 1;
+
+  // Connects and migrates the database to kLatestSchemaVersion (once, even when
+  // several daemons start at the same time). Throws StoreError if the server
+  // cannot be reached or its schema is newer than this build knows.
+  explicit PostgresStore(PostgresOptions options);
+  ~PostgresStore() override;
+  PostgresStore(const PostgresStore&) = delete;
+  PostgresStore& operator=(const PostgresStore&) = delete;
+
+  // Reads are thread-safe: each borrows a connection of the pool (at most
+  // read_connections at once; more wait). They block on the network, which is
+  // fine on the worker threads that call them (never an event loop).
+  std::vector<OutboxEntry> read_outbox() override;
+  ServiceSnapshot read_service(std::string_view service) override;
+  std::vector<ServiceSummary> list_services() override;
+  std::vector<Instance> read_all_instances() override;
+  StoreStatus status() override;  // backend "postgresql", the redacted URL
+  std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
+  std::uint64_t last_sequence() override;
+  int schema_version();
+
+ private:
+  std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations, TimePoint now,
+                                          std::span<const OutboxEntry> confirmed) override;
+  // One attempt at the batch's transaction; throws BatchFailure (postgres_store.cpp).
+  std::vector<MutationResult> run_transaction(std::span<const Mutation> mutations, TimePoint now,
+                                              std::span<const OutboxEntry> confirmed);
+  MutationResult apply_mutation(const Mutation& mutation, TimePoint now);
+  MutationResult apply_one(const Upsert& upsert, TimePoint now);
+  MutationResult apply_one(const Deregister& deregister, TimePoint now);
+  MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
+  MutationResult apply_one(const RemoveUnhealthy& removal, TimePoint now);
+  MutationResult apply_one(const RecordChecks& checks, TimePoint now);
+  MutationResult apply_one(const ReportLoad& report, TimePoint now);
+  // Records a change in the outbox and the feed (in the current savepoint);
+  // returns its sequence number.
+  std::uint64_t record_change(const std::string& service, std::uint64_t version, TimePoint now);
+
+  PostgresOptions options_;
+  std::string location_;  // the redacted URL
+  std::mutex write_mutex_;
+  std::unique_ptr<postgres::Connection> writer_;  // guarded by write_mutex_; null: reconnect
+  std::unique_ptr<postgres::ConnectionPool> readers_;
+};
+
+}  // namespace store
