@@ -27,6 +27,8 @@
 #include "registry/http_server.h"
 #include "store/cache/cache_status.h"
 #include "store/cache/service_cache.h"
+#include "store/cluster/cluster_status.h"
+#include "store/cluster/membership.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 
@@ -36,7 +38,8 @@ using daemon_config::Config;
 
 void setup_logging(const std::string& level) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  for (const char* name : {"main", "store", "cache", "registry", "auth", "http", "dns", "health"}) {
+  for (const char* name :
+       {"main", "store", "cache", "cluster", "registry", "auth", "http", "dns", "health"}) {
     auto logger = std::make_shared<spdlog::logger>(name, sink);
     spdlog::register_logger(logger);
   }
@@ -94,6 +97,8 @@ class Daemon {
 
  private:
   health::Options checker_options();
+  store::CacheOptions cache_options();
+  store::MembershipOptions membership_options() const;
   void report_status(nlohmann::json& status) const;
   void restrict_registered_addresses();
   void reload_on_sighup();
@@ -105,6 +110,8 @@ class Daemon {
   store::SqliteStore store_;
   boost::asio::io_context health_io_;  // the checker posts to it: declared first
   store::Writer writer_;
+  // Memory answers only before it (store/cluster/membership.h); the cache reads it.
+  store::ServingDeadline serving_deadline_;
   store::ServiceCache cache_;
   store::Writer::Subscription cache_subscription_;
   const std::string zone_file_;
@@ -115,6 +122,8 @@ class Daemon {
   boost::asio::io_context io_;  // HTTP and signals, on the main thread
   registry::Api api_;
   registry::HttpServer http_;
+  // Built last: its lease is taken once everything else is ready to serve.
+  store::Membership membership_;
   boost::asio::signal_set stop_signals_{io_, SIGINT, SIGTERM};
   boost::asio::signal_set reload_signals_{io_, SIGHUP};
   boost::asio::steady_timer drain_poll_{io_};
@@ -125,7 +134,7 @@ Daemon::Daemon(const Config& config)
     : config_(config),
       store_(open_store(config)),
       writer_(store_),
-      cache_(store_, writer_, daemon_config::cache_options(config)),
+      cache_(store_, writer_, cache_options()),
       cache_subscription_(writer_.subscribe(cache_)),
       zone_file_(daemon_config::zone_file_path(config)),
       dns_server_(dns_io_, daemon_config::dns_options(config, zone_file_),
@@ -136,9 +145,16 @@ Daemon::Daemon(const Config& config)
           store_, writer_, cache_, daemon_config::check_defaults(config),
           [this](nlohmann::json& status) { report_status(status); },
           [this] { return health::events_json(checker_.recent_removals()); }),
-      http_(io_, daemon_config::http_options(config), api_) {
+      http_(io_, daemon_config::http_options(config), api_),
+      membership_(
+          store_, membership_options(), [this] { return cache_.feed_applied(); },
+          serving_deadline_) {
   log_->info("database {} open (schema version {})", config.db_path, store_.schema_version());
   cache_.start();
+  // Before the first acknowledgement: from now on each waits for every live
+  // daemon sharing the database to have applied it.
+  membership_.start();
+  writer_.set_acknowledgement_gate(&membership_);
   if (!daemon_config::redis_configured(config)) {
     log_->info("cache: no Redis configured; in-process cache and SQLite only");
   } else {
@@ -175,6 +191,21 @@ Daemon::Daemon(const Config& config)
   }
 }
 
+store::CacheOptions Daemon::cache_options() {
+  auto options = daemon_config::cache_options(config_);
+  options.serving_deadline = &serving_deadline_;
+  options.feed_advanced = [this] { membership_.feed_advanced(); };
+  return options;
+}
+
+store::MembershipOptions Daemon::membership_options() const {
+  store::MembershipOptions options;
+  // As configured (port 0 means "any"): for operators reading /v1/status.
+  options.endpoints =
+      "dns=" + config_.dns_listen.to_string() + " http=" + config_.http_listen.to_string();
+  return options;
+}
+
 health::Options Daemon::checker_options() {
   auto options = daemon_config::health_options(config_);
   // An X-Load header of a passing probe feeds least_loaded ordering; it records
@@ -192,6 +223,7 @@ void Daemon::report_status(nlohmann::json& status) const {
   status["dns"] = dns::status_json(dns_server_);
   status["cache"] = store::status_json(cache_);
   status["health"] = health::status_json(checker_);
+  status["cluster"] = store::status_json(membership_);
 }
 
 // Registrations may not point at multicast, link-local, ... nor at ourselves;
@@ -230,7 +262,9 @@ int Daemon::run() {
   checker_.stop();
   health_work.reset();
   health_thread.join();
-  writer_.stop();
+  writer_.stop();      // what it committed last may still wait at the gate...
+  membership_.stop();  // ...which acknowledges it, then leaves the members
+  writer_.set_acknowledgement_gate(nullptr);
   cache_.stop();
   log_->info("stopped");
   return 0;

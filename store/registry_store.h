@@ -39,6 +39,7 @@
 //    succeeds as soon as the cause is gone, without a restart.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -136,6 +137,11 @@ struct MutationResult {
   std::uint64_t renewals = 0;
   // When changed(): the change's sequence number in the change feed.
   std::uint64_t sequence = 0;
+  // Unless failed: the newest sequence committed when the batch committed (its
+  // own changes included), i.e. the state this result reflects. The writer
+  // acknowledges only once every live daemon applied it (store/writer.h), so
+  // even an `unchanged` answer is never ahead of what other daemons serve.
+  std::uint64_t observed_sequence = 0;
   bool changed() const {
     return outcome == Outcome::created || outcome == Outcome::updated ||
            outcome == Outcome::removed;
@@ -161,6 +167,23 @@ struct Change {
   std::uint64_t version = 0;
   TimePoint committed_at{};
   friend bool operator==(const Change&, const Change&) = default;
+};
+
+// A daemon's membership row (docs/architecture.md, "Fresh after every
+// acknowledgement"): its lease and the newest sequence its memory reflects.
+struct MemberReport {
+  std::string id;
+  std::string endpoints;  // for operators: where its DNS and HTTP listen
+  std::uint64_t applied = 0;
+  std::chrono::milliseconds lease{0};
+};
+struct Member {
+  std::string id;
+  std::string endpoints;
+  std::uint64_t applied = 0;
+  // Its lease has not run out, by the database's clock (SQLite: this host's).
+  bool live = false;
+  TimePoint lease_until{};
 };
 
 // What /v1/status reports about the database.
@@ -203,6 +226,16 @@ class RegistryStore {
   virtual std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) = 0;
   // The sequence number of the newest committed change (0: none yet).
   virtual std::uint64_t last_sequence() = 0;
+
+  // Membership: creates or renews the member's row (lease until the database's
+  // now + lease, its applied sequence) and returns the newest committed
+  // sequence as of that write. Thread-safe; not on the writer's transaction, so
+  // it never waits behind a batch for long. Throws StoreError.
+  virtual std::uint64_t renew_member(const MemberReport& report) = 0;
+  // A clean shutdown: writers stop waiting for this member at once.
+  virtual void remove_member(std::string_view id) = 0;
+  // Every member row, with `live` computed by the database's clock.
+  virtual std::vector<Member> read_members() = 0;
 
  protected:
   virtual std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations,

@@ -1,6 +1,7 @@
 #include "store/writer.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "store/logging.h"
 
@@ -130,8 +131,36 @@ void Writer::run() {
       stats_.mutations += batch.size();
       stats_.largest_batch = std::max<std::uint64_t>(stats_.largest_batch, batch.size());
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].completion(results[i]);
+    acknowledge(std::move(batch), results);
   }
+}
+
+void Writer::acknowledge(std::vector<Pending> batch, const std::vector<MutationResult>& results) {
+  std::uint64_t observed = 0;
+  for (const auto& result : results) observed = std::max(observed, result.observed_sequence);
+  AcknowledgementGate* gate;
+  {
+    std::lock_guard lock(mutex_);
+    gate = gate_;
+  }
+  if (gate == nullptr || observed == 0) {
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i].completion(results[i]);
+    return;
+  }
+  // Held until every live daemon applied what this batch observed; the writer
+  // goes on with the next batch meanwhile.
+  auto held = std::make_shared<std::pair<std::vector<Pending>, std::vector<MutationResult>>>(
+      std::move(batch), results);
+  gate->hold_until_applied(observed, [held] {
+    for (std::size_t i = 0; i < held->first.size(); ++i) {
+      held->first[i].completion(held->second[i]);
+    }
+  });
+}
+
+void Writer::set_acknowledgement_gate(AcknowledgementGate* gate) {
+  std::lock_guard lock(mutex_);
+  gate_ = gate;
 }
 
 void Writer::note_outcome(const std::vector<MutationResult>& results) {

@@ -39,6 +39,15 @@ class CommitSubscriber {
   virtual void on_commit(const CommittedBatch& commit) = 0;
 };
 
+// Holds acknowledgements until every live daemon sharing the database has
+// applied a sequence (store/cluster/membership.h): "fresh everywhere after every
+// acknowledgement". `release` runs exactly once, on any thread, and must not block.
+class AcknowledgementGate {
+ public:
+  virtual ~AcknowledgementGate() = default;
+  virtual void hold_until_applied(std::uint64_t sequence, std::function<void()> release) = 0;
+};
+
 class Writer {
  public:
   using Completion = std::function<void(const MutationResult&)>;
@@ -77,8 +86,9 @@ class Writer {
   // order rule). Thread-safe; takes effect from the next batch.
   Subscription subscribe(CommitSubscriber& subscriber);
 
-  // Queues a mutation. Thread-safe. The completion runs on the writer thread once
-  // the mutation is committed (or has failed); it must not block.
+  // Queues a mutation. Thread-safe. The completion runs once the mutation is
+  // committed (or has failed) and, with a gate, every live daemon applied it: on
+  // the writer thread, or the gate's. It must not block.
   void submit(Mutation mutation, Completion completion);
   // Records that the cache confirmed these invalidations: their outbox rows are
   // deleted in the next transaction (no transaction of their own: a row that
@@ -86,6 +96,9 @@ class Writer {
   void confirm_invalidations(std::vector<OutboxEntry> entries);
   // Stops accepting work, finishes everything queued, joins the thread.
   void stop();
+  // From now on, completions of batches that observed a sequence wait for the
+  // gate (nullptr: none). The gate must outlive the writer or be reset first.
+  void set_acknowledgement_gate(AcknowledgementGate* gate);
 
   struct Stats {
     std::uint64_t commits = 0;
@@ -114,6 +127,7 @@ class Writer {
   void publish(const CommittedBatch& commit);
   void unsubscribe(CommitSubscriber& subscriber);
   void note_outcome(const std::vector<MutationResult>& results);
+  void acknowledge(std::vector<Pending> batch, const std::vector<MutationResult>& results);
 
   RegistryStore& store_;
   FunctionSubscriber function_subscriber_;
@@ -126,6 +140,7 @@ class Writer {
   std::condition_variable wake_;
   std::deque<Pending> queue_;
   std::vector<OutboxEntry> confirmed_;
+  AcknowledgementGate* gate_ = nullptr;  // guarded by mutex_
   bool stopping_ = false;
   std::uint64_t refused_batches_ = 0;  // consecutive; writer thread only
   Stats stats_;

@@ -55,6 +55,7 @@ struct FeedFollower::Impl : std::enable_shared_from_this<FeedFollower::Impl> {
   mutable std::mutex mutex;  // guards skipped and stats
   std::set<std::uint64_t> skipped;
   FeedStats stats;
+  std::uint64_t reported = 0;  // the applied sequence the last `advanced` call saw
 
   void schedule() {
     timer.expires_after(options.poll_interval);
@@ -84,8 +85,14 @@ struct FeedFollower::Impl : std::enable_shared_from_this<FeedFollower::Impl> {
     logged_error = false;
     fresh_until.store((started + options.max_lag).time_since_epoch().count(),
                       std::memory_order_release);
-    std::lock_guard lock(mutex);
-    ++stats.polls;
+    bool moved;
+    {
+      std::lock_guard lock(mutex);
+      ++stats.polls;
+      moved = stats.applied != reported;
+      reported = stats.applied;
+    }
+    if (moved && handlers.advanced) handlers.advanced();
   }
 
   // Hands over every change up to the newest committed when this started.
@@ -182,6 +189,11 @@ void FeedFollower::skip(std::uint64_t sequence) {
   if (sequence <= impl_->stats.applied) return;  // already handed over (or skipped)
   impl_->skipped.insert(sequence);
   if (impl_->skipped.size() > kMaxSkipped) impl_->skipped.erase(impl_->skipped.begin());
+}
+
+std::uint64_t FeedFollower::applied() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats.applied;
 }
 
 FeedStats FeedFollower::stats() const {

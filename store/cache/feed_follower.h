@@ -54,6 +54,8 @@ class FeedFollower {
     std::function<void(const std::vector<Change>&)> changes;
     // Changes were pruned before we read them: anything may have changed.
     std::function<void()> gap;
+    // Optional: the applied sequence moved (after the deadline did).
+    std::function<void()> advanced;
   };
 
   FeedFollower(RegistryStore& store, FeedOptions options, Handlers handlers);
@@ -76,6 +78,7 @@ class FeedFollower {
     return now.time_since_epoch().count() < fresh_until_.load(std::memory_order_acquire);
   }
   FeedStats stats() const;
+  std::uint64_t applied() const;  // the newest sequence handed over (or skipped)
 
   // Test hook: polls stop (as if the database stopped answering) until resumed.
   void pause_for_test(bool paused);

@@ -69,14 +69,21 @@ void ServiceCache::Impl::record_versions(const std::vector<OutboxEntry>& version
   if (too_many) forget_versions_and_redis("too many versions tracked");
 }
 
-bool ServiceCache::Impl::near_cache_usable() const {
+bool ServiceCache::Impl::memory_may_answer(FeedFollower::Clock::time_point now) const {
   // Other daemons may change services too; the feed tells us, so memory answers
-  // only while the feed is current (checked per answer: see FeedFollower).
-  return options.near_cache && feed && feed->current();
+  // only while the feed is current and, with several daemons, while the
+  // membership says writers wait for us (checked per answer).
+  if (!feed || !feed->current(now)) return false;
+  return options.serving_deadline == nullptr || options.serving_deadline->allows(now);
+}
+
+bool ServiceCache::Impl::near_cache_usable() const {
+  return options.near_cache && memory_may_answer(FeedFollower::Clock::now());
 }
 
 bool ServiceCache::Impl::known_usable() const {
-  return options.known_names && known.authoritative() && feed && feed->current();
+  return options.known_names && known.authoritative() &&
+         memory_may_answer(FeedFollower::Clock::now());
 }
 
 void ServiceCache::Impl::load_known_names_now() {
@@ -200,7 +207,8 @@ void ServiceCache::start() {
                              },
                              [weak] {
                                if (auto self = weak.lock()) self->on_feed_gap();
-                             }});
+                             },
+                             impl.options.feed_advanced});
   impl.feed->start();
   if (impl.options.known_names) impl.load_known_names_now();
   if (impl.options.redis) {
@@ -242,8 +250,8 @@ void ServiceCache::stop() {
 
 ServiceSnapshotPtr ServiceCache::find_cached(std::string_view service) {
   auto& impl = *impl_;
-  // One clock read per answer: memory answers only while the feed is current.
-  if (!impl.feed || !impl.feed->current()) return nullptr;
+  // One clock read per answer.
+  if (!impl.memory_may_answer(FeedFollower::Clock::now())) return nullptr;
   if (!impl.options.near_cache) return nullptr;
   if (auto snapshot = impl.near.find(service)) {
     ++impl.counters.near_hits;
@@ -271,6 +279,10 @@ void ServiceCache::fetch(std::string service, std::function<void(LookupResult)> 
              [impl = impl_, service = std::move(service), done = std::move(done)]() mutable {
                impl->start_or_join(std::move(service), std::move(done));
              });
+}
+
+std::uint64_t ServiceCache::feed_applied() const {
+  return impl_->feed ? impl_->feed->applied() : 0;
 }
 
 void ServiceCache::wake_feed() {

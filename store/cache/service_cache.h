@@ -34,6 +34,7 @@
 #include "store/cache/redis_client.h"
 #include "store/lookup.h"
 #include "store/registry_store.h"
+#include "store/serving_deadline.h"
 #include "store/writer.h"
 
 namespace store {
@@ -64,6 +65,11 @@ struct CacheOptions {
   // entries (about 100 bytes each). Past it they are dropped together with
   // everything in Redis (a wipe), since an entry can no longer be vetted.
   std::size_t max_tracked_versions = 1'000'000;
+  // Several daemons on one database (store/cluster/membership.h): memory also
+  // answers only before this deadline, and `feed_advanced` hears each time the
+  // feed applied more (on the feed's thread). Unset: one daemon alone.
+  const ServingDeadline* serving_deadline = nullptr;
+  std::function<void()> feed_advanced;
   // Test hooks, empty in production: called on the reader thread after a SQLite
   // read and before its result is used, to force interleavings deterministically.
   std::function<void(const std::string& service)> after_db_read;
@@ -119,6 +125,8 @@ class ServiceCache final : public ServiceLookup, public CommitSubscriber {
 
   // Polls the change feed now (a notification from the database arrived).
   void wake_feed();
+  // The newest feed sequence this cache's memory reflects.
+  std::uint64_t feed_applied() const;
   // Test hook: the feed stops being read (as if the database stopped answering).
   void pause_feed_for_test(bool paused);
 

@@ -114,6 +114,7 @@ struct ServiceCache::Impl : std::enable_shared_from_this<ServiceCache::Impl> {
   void invalidate_local(const std::vector<std::string>& services);
   void invalidate_all_local();
   bool near_cache_usable() const;
+  bool memory_may_answer(FeedFollower::Clock::time_point now) const;
 
   // Whether the known-names set may answer "absent": it has been loaded and the
   // change feed is current.

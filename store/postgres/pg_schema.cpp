@@ -13,7 +13,7 @@ constexpr std::int64_t kMigrationLockKey = 0x646973636f766572;
 // Each entry migrates the schema from version (index) to version (index + 1).
 // Never edit a released entry: append a new one. Version 1 has the tables and
 // columns of SQLite's schema 5, in PostgreSQL types (store/sqlite/sqlite_schema.cpp
-// explains each step of how they came to be).
+// explains each step of how they came to be); version 2 those of SQLite's 6.
 constexpr const char* kMigrations[] = {
     // 0 -> 1: services, instances, the outbox and the change feed.
     R"sql(
@@ -63,6 +63,17 @@ constexpr const char* kMigrations[] = {
         service         text NOT NULL,
         version         bigint NOT NULL,
         committed_at_ms bigint NOT NULL
+      );
+    )sql",
+    // 1 -> 2: members, each with a lease and the newest sequence it applied
+    // (store/registry_store.h, "Membership"). Times by the server's clock.
+    R"sql(
+      CREATE TABLE members (
+        id             text PRIMARY KEY,
+        endpoints      text NOT NULL,
+        applied_seq    bigint NOT NULL,
+        lease_until_ms bigint NOT NULL,
+        renewed_at_ms  bigint NOT NULL
       );
     )sql",
 };

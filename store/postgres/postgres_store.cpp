@@ -117,7 +117,10 @@ std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutat
     writer_->exec("BEGIN");
     // Take the clock's row lock first: every writer (of every daemon) then
     // acquires its row locks in the same order, so two batches cannot deadlock.
-    writer_->exec("SELECT seq FROM registry_clock FOR UPDATE");
+    const auto clock = writer_->exec("SELECT seq FROM registry_clock FOR UPDATE");
+    // Held until COMMIT, so this plus our own changes is the newest sequence at
+    // commit: what every result reflects (MutationResult::observed_sequence).
+    std::uint64_t observed = static_cast<std::uint64_t>(clock.int64(0, 0));
     for (const OutboxEntry& entry : confirmed) {
       // Only entries at or below the confirmed version: a newer change recorded
       // meanwhile still needs its own invalidation.
@@ -125,16 +128,22 @@ std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutat
                     {param(std::string_view(entry.service)),
                      param(static_cast<std::int64_t>(entry.version))});
     }
-    std::uint64_t last_sequence = 0;
+    bool changed = false;
     for (const Mutation& mutation : mutations) {
       results.push_back(apply_mutation(mutation, now));
-      if (results.back().changed()) last_sequence = results.back().sequence;
+      if (results.back().changed()) {
+        changed = true;
+        observed = results.back().sequence;
+      }
     }
-    if (last_sequence != 0) {
+    for (auto& result : results) {
+      if (result.outcome != Outcome::failed) result.observed_sequence = observed;
+    }
+    if (changed) {
       // Queued with the transaction and delivered at its commit, in commit
       // order; listeners read the feed up to this sequence.
       writer_->exec("SELECT pg_notify('discoveryd_changes', $1)",
-                    {param(static_cast<std::int64_t>(last_sequence))});
+                    {param(static_cast<std::int64_t>(observed))});
     }
   } catch (const PgError& error) {
     if (writer_->usable()) {

@@ -48,8 +48,9 @@ class PostgresStore final : public RegistryStore {
  public:
   // PostgreSQL's own numbering, independent of SQLite's: version 1 is the shape
   // of SQLite's schema 5 (services, instances, cache_outbox, registry_clock,
-  // changes). Never edit a released migration: append one (pg_schema.cpp).
-  static constexpr int kLatestSchemaVersion = 1;
+  // changes), version 2 adds SQLite 6's members. Never edit a released
+  // migration: append one (pg_schema.cpp).
+  static constexpr int kLatestSchemaVersion = 2;
 
   // Connects and migrates the database to kLatestSchemaVersion (once, even when
   // several daemons start at the same time). Throws StoreError if the server
@@ -69,6 +70,12 @@ class PostgresStore final : public RegistryStore {
   StoreStatus status() override;  // backend "postgresql", the redacted URL
   std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
   std::uint64_t last_sequence() override;
+  // postgres_members.cpp: on a connection of their own, so that a renewal never
+  // waits behind a batch or for a free read connection. "The database's clock"
+  // is the server's (clock_timestamp()), the same for every daemon.
+  std::uint64_t renew_member(const MemberReport& report) override;
+  void remove_member(std::string_view id) override;
+  std::vector<Member> read_members() override;
   int schema_version();
 
  private:
@@ -93,6 +100,8 @@ class PostgresStore final : public RegistryStore {
   std::mutex write_mutex_;
   std::unique_ptr<postgres::Connection> writer_;  // guarded by write_mutex_; null: reconnect
   std::unique_ptr<postgres::ConnectionPool> readers_;
+  std::mutex member_mutex_;
+  std::unique_ptr<postgres::Connection> member_conn_;  // guarded; null: reconnect
 };
 
 }  // namespace store

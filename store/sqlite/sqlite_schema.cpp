@@ -71,6 +71,17 @@ constexpr const char* kMigrations[] = {
         committed_at_ms INTEGER NOT NULL
       );
     )sql",
+    // 5 -> 6: members, each with a lease and the newest sequence it applied
+    // (store/registry_store.h, "Membership"; docs/architecture.md).
+    R"sql(
+      CREATE TABLE members (
+        id             TEXT PRIMARY KEY,
+        endpoints      TEXT NOT NULL,
+        applied_seq    INTEGER NOT NULL,
+        lease_until_ms INTEGER NOT NULL,
+        renewed_at_ms  INTEGER NOT NULL
+      );
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 

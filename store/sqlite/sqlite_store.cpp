@@ -401,6 +401,13 @@ std::vector<MutationResult> SqliteStore::apply_batch(std::span<const Mutation> m
         results.push_back({Outcome::failed, 0, reason, {}});
       }
     }
+    // What every result reflects (MutationResult::observed_sequence).
+    SQLite::Statement clock(*write_db_, "SELECT seq FROM registry_clock");
+    const auto observed =
+        clock.executeStep() ? static_cast<std::uint64_t>(clock.getColumn(0).getInt64()) : 0;
+    for (auto& result : results) {
+      if (result.outcome != Outcome::failed) result.observed_sequence = observed;
+    }
     transaction.commit();
   } catch (const std::exception& error) {
     // Nothing of this batch was committed (SQLite rolls back a failed COMMIT, and

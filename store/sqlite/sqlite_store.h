@@ -37,7 +37,7 @@ struct StoreOptions {
 
 class SqliteStore final : public RegistryStore {
  public:
-  static constexpr int kLatestSchemaVersion = 5;
+  static constexpr int kLatestSchemaVersion = 6;
 
   // Opens (creating if needed) and migrates the database up to
   // target_schema_version. Throws StoreError if the file holds a newer schema
@@ -61,6 +61,11 @@ class SqliteStore final : public RegistryStore {
   StoreStatus status() override;  // backend "sqlite", the file, its schema version
   std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
   std::uint64_t last_sequence() override;
+  // sqlite_members.cpp: on a connection of their own with synchronous=NORMAL
+  // (a lost renewal after a power cut only shortens a lease).
+  std::uint64_t renew_member(const MemberReport& report) override;
+  void remove_member(std::string_view id) override;
+  std::vector<Member> read_members() override;
   int schema_version();
   // Runs PRAGMA integrity_check; returns "ok" when the file is sound.
   std::string integrity_check();
@@ -88,6 +93,8 @@ class SqliteStore final : public RegistryStore {
   std::unique_ptr<SQLite::Database> write_db_;
   // Read connections, one per concurrent read (store/read_pool.h).
   std::unique_ptr<ReadPool> readers_;
+  std::mutex member_mutex_;
+  std::unique_ptr<SQLite::Database> member_db_;  // opened at the first renewal
 };
 
 }  // namespace store

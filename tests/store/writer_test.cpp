@@ -207,6 +207,9 @@ class RefusingOnceStore final : public store::RegistryStore {
   store::StoreStatus status() override { return {"memory", "", 0}; }
   std::vector<store::Change> read_changes(std::uint64_t, std::size_t) override { return {}; }
   std::uint64_t last_sequence() override { return 0; }
+  std::uint64_t renew_member(const store::MemberReport&) override { return 0; }
+  void remove_member(std::string_view) override {}
+  std::vector<store::Member> read_members() override { return {}; }
   std::vector<std::vector<store::OutboxEntry>> confirmations_seen;
 
  protected:
@@ -258,6 +261,58 @@ TEST(WriterOverAnyStore, FailuresReachCompletionsAndConfirmationsWaitForACommit)
   ASSERT_GE(memory.confirmations_seen.size(), 2u);
   EXPECT_EQ(memory.confirmations_seen[0], (std::vector<store::OutboxEntry>{{"orders", 1}}));
   EXPECT_EQ(memory.confirmations_seen[1], (std::vector<store::OutboxEntry>{{"orders", 1}}));
+}
+
+}  // namespace
+
+namespace {
+
+// A gate that holds every acknowledgement until the test releases it.
+struct HoldingGate final : store::AcknowledgementGate {
+  void hold_until_applied(std::uint64_t sequence, std::function<void()> release) override {
+    std::lock_guard lock(mutex);
+    held.emplace_back(sequence, std::move(release));
+  }
+  std::vector<std::uint64_t> sequences() {
+    std::lock_guard lock(mutex);
+    std::vector<std::uint64_t> out;
+    for (const auto& [sequence, release] : held) out.push_back(sequence);
+    return out;
+  }
+  void release_all() {
+    std::vector<std::pair<std::uint64_t, std::function<void()>>> taken;
+    {
+      std::lock_guard lock(mutex);
+      taken.swap(held);
+    }
+    for (auto& [sequence, release] : taken) release();
+  }
+  std::mutex mutex;
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> held;
+};
+
+// Completions wait for the gate with the newest sequence the batch observed,
+// an `unchanged` one too (it reflects the state after earlier changes); the
+// writer goes on committing meanwhile.
+TEST_F(WriterFanOutTest, AcknowledgementsWaitForTheGateWithTheObservedSequence) {
+  HoldingGate gate;
+  store::Writer writer(db);
+  writer.set_acknowledgement_gate(&gate);
+  std::promise<store::MutationResult> first, second;
+  writer.submit(upsert("orders"), [&](const store::MutationResult& r) { first.set_value(r); });
+  ASSERT_TRUE(test_support::wait_until([&] { return gate.sequences().size() == 1; }));
+  writer.submit(upsert("orders"), [&](const store::MutationResult& r) { second.set_value(r); });
+  ASSERT_TRUE(test_support::wait_until([&] { return gate.sequences().size() == 2; }));
+  EXPECT_EQ(gate.sequences(), (std::vector<std::uint64_t>{1, 1}));
+  auto first_done = first.get_future();
+  EXPECT_EQ(first_done.wait_for(std::chrono::milliseconds(50)), std::future_status::timeout);
+  gate.release_all();
+  EXPECT_EQ(first_done.get().outcome, Outcome::created);
+  const auto again = second.get_future().get();
+  EXPECT_EQ(again.outcome, Outcome::unchanged);
+  EXPECT_EQ(again.observed_sequence, 1u);
+  writer.set_acknowledgement_gate(nullptr);
+  writer.stop();
 }
 
 }  // namespace

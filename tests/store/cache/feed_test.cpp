@@ -35,7 +35,8 @@ struct Received {
             [this] {
               std::lock_guard lock(mutex);
               ++gaps;
-            }};
+            },
+            {}};
   }
   std::size_t count() {
     std::lock_guard lock(mutex);

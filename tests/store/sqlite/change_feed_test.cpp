@@ -92,7 +92,7 @@ TEST_F(SqliteStoreTest, ADatabaseFromBeforeTheFeedStartsItAtZero) {
     EXPECT_EQ(old_db.schema_version(), 4);
   }
   store::SqliteStore db({path});
-  EXPECT_EQ(db.schema_version(), 5);
+  EXPECT_EQ(db.schema_version(), store::SqliteStore::kLatestSchemaVersion);
   EXPECT_EQ(db.last_sequence(), 0u);
   EXPECT_TRUE(db.read_changes(0, 10).empty());
   EXPECT_EQ(apply(db, store::Upsert{make_registration("orders", "a2")}).sequence, 1u);

@@ -1,0 +1,29 @@
+#include "store/cluster/cluster_status.h"
+
+#include <nlohmann/json.hpp>
+
+#include "store/cluster/membership.h"
+
+namespace store {
+
+nlohmann::json status_json(const Membership& membership) {
+  const auto s = membership.stats();
+  nlohmann::json members = nlohmann::json::array();
+  for (const auto& member : membership.members()) {
+    members.push_back({{"id", member.id},
+                       {"endpoints", member.endpoints},
+                       {"applied", member.applied},
+                       {"live", member.live}});
+  }
+  return {{"member_id", membership.id()},
+          {"serving", s.serving},
+          {"live_others", s.live_others},
+          {"acks_held", s.held},
+          {"acks_released", s.released},
+          {"renewals", s.renewals},
+          {"renewal_failures", s.renewal_failures},
+          {"leases_given_up", s.leases_given_up},
+          {"members", std::move(members)}};
+}
+
+}  // namespace store
