@@ -30,7 +30,9 @@ void validate(const Config& config) {
   if (config.domain.empty() || config.domain.back() != '.') {
     throw ConfigError("dns.domain must be an absolute name ending in '.', such as \"discovery.\"");
   }
-  if (config.db_path.empty()) throw ConfigError("store.path must not be empty");
+  if (!config.postgres() && config.db_path.empty()) {
+    throw ConfigError("store.path must not be empty");
+  }
   if (config.db_busy_timeout && *config.db_busy_timeout >= config.http_request_timeout) {
     // A client must get the 503, not its own timeout.
     throw ConfigError("store.busy_timeout must be shorter than http.request_timeout");
@@ -90,9 +92,9 @@ namespace {
 // The command-line flags; each overrides its setting in the file when given.
 struct Flags {
   std::string config_file;
-  std::optional<std::string> db, http_listen, dns_listen, zones, log_level, check_interval,
-      check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout, token_file,
-      read_access, tls_cert, tls_key, default_lb;
+  std::optional<std::string> db, db_connect_wait, http_listen, dns_listen, zones, log_level,
+      check_interval, check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout,
+      token_file, read_access, tls_cert, tls_key, default_lb;
   std::optional<std::uint32_t> check_failures;
   std::optional<std::size_t> max_answer_records;
 };
@@ -100,7 +102,11 @@ struct Flags {
 void add_flags(CLI::App& app, Flags& flags) {
   app.add_option("--config", flags.config_file, "TOML configuration file")
       ->check(CLI::ExistingFile);
-  app.add_option("--db", flags.db, "SQLite database file (created if missing)");
+  app.add_option("--db", flags.db,
+                 "the database: a SQLite file (created if missing; or sqlite:PATH) or a "
+                 "postgresql://user@host:port/dbname URL shared by several daemons");
+  app.add_option("--db-connect-wait", flags.db_connect_wait,
+                 "how long start-up retries a database that does not answer, e.g. 30s");
   app.add_option("--http-listen", flags.http_listen, "HTTP API address, ADDR:PORT");
   app.add_option("--dns-listen", flags.dns_listen, "DNS address (UDP and TCP), ADDR:PORT");
   app.add_option("--zones", flags.zones, "directory of RFC 1035 zone files");
@@ -133,7 +139,10 @@ void add_flags(CLI::App& app, Flags& flags) {
 }
 
 void apply_flags(const Flags& flags, Config& config) {
-  if (flags.db) config.db_path = *flags.db;
+  if (flags.db) apply_database_setting(config, *flags.db);
+  if (flags.db_connect_wait) {
+    config.db_connect_wait = parse_duration_setting(*flags.db_connect_wait, "--db-connect-wait");
+  }
   if (flags.http_listen) {
     config.http_listen = parse_listen_address(*flags.http_listen, "--http-listen");
   }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -20,6 +21,7 @@
 #include "store/cache/service_cache.h"
 #include "store/ip_prefix.h"
 #include "store/model.h"
+#include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
 
 namespace daemon_config {
@@ -49,6 +51,13 @@ inline const store::CheckDefaults check;
 }  // namespace component_defaults
 
 struct Config {
+  // [db]: which database. Empty: SQLite at db_path. A postgresql:// (or
+  // postgres://) URL selects PostgreSQL, several daemons sharing it; the
+  // password may be in it, in PGPASSWORD or in ~/.pgpass, and is never logged.
+  std::string db_url;
+  // How long start-up keeps retrying a database that does not answer.
+  std::chrono::milliseconds db_connect_wait{30'000};
+  bool postgres() const { return !db_url.empty(); }
   // [store]
   std::string db_path = "data/discoveryd.db";
   bool db_synchronous_full = component_defaults::store.synchronous_full;
@@ -143,6 +152,14 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
 
 // The components' options from a validated configuration (config_options.cpp).
 store::StoreOptions store_options(const Config& config);
+store::PostgresOptions postgres_options(const Config& config);
+// `--db` and `db.url`: "postgresql://..." or "postgres://..." selects
+// PostgreSQL; "sqlite:PATH" or a plain path selects SQLite at PATH.
+void apply_database_setting(Config& config, const std::string& value);
+// Opens the configured database, retrying with backoff for db_connect_wait
+// while it does not answer; throws StoreError (naming it without password)
+// after that.
+std::unique_ptr<store::RegistryStore> open_registry_store(const Config& config);
 store::CacheOptions cache_options(const Config& config);
 // `zone_file`: zone_file_path(config), once it is known to load.
 dns::Options dns_options(const Config& config, const std::string& zone_file);

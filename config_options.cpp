@@ -15,6 +15,14 @@ store::StoreOptions store_options(const Config& config) {
   return options;
 }
 
+store::PostgresOptions postgres_options(const Config& config) {
+  store::PostgresOptions options;
+  options.url = config.db_url;
+  // A write must fail with 503 before the client's request times out.
+  options.statement_timeout = config.busy_timeout();
+  return options;
+}
+
 bool redis_configured(const Config& config) {
   return config.redis != "none" && !config.redis.empty();
 }

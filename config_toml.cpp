@@ -89,6 +89,15 @@ void apply_store_table(Config& config, const toml::table& root) {
   }
 }
 
+void apply_db_table(Config& config, const toml::table& root) {
+  TableReader db(root, "db");
+  db.known({"url", "connect_wait"});
+  if (auto url = db.string("url")) apply_database_setting(config, *url);
+  if (auto wait = db.string("connect_wait")) {
+    config.db_connect_wait = parse_duration_setting(*wait, "db.connect_wait");
+  }
+}
+
 void apply_http_table(Config& config, const toml::table& root) {
   TableReader http(root, "http");
   http.known({"listen", "max_connections", "request_timeout", "max_header_bytes", "max_body_bytes",
@@ -257,7 +266,7 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     throw ConfigError(message.str());
   }
   for (const auto& [key, value] : root) {
-    static constexpr std::string_view kTables[] = {"store", "http",   "dns",
+    static constexpr std::string_view kTables[] = {"db",    "store",  "http", "dns",
                                                    "cache", "health", "log"};
     if (std::find(std::begin(kTables), std::end(kTables), key.str()) == std::end(kTables)) {
       throw ConfigError(source_name + ": unknown section [" + std::string(key.str()) + "]");
@@ -265,6 +274,7 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
   }
   try {
     apply_store_table(config, root);
+    apply_db_table(config, root);
     apply_http_table(config, root);
     apply_dns_table(config, root);
     apply_cache_table(config, root);

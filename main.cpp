@@ -29,6 +29,7 @@
 #include "store/cache/service_cache.h"
 #include "store/cluster/cluster_status.h"
 #include "store/cluster/membership.h"
+#include "store/postgres/change_notifications.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
 
@@ -76,12 +77,6 @@ bool is_loopback(const std::string& host) {
   return address && store::is_loopback(*address);
 }
 
-store::SqliteStore open_store(const Config& config) {
-  const auto directory = std::filesystem::path(config.db_path).parent_path();
-  if (!directory.empty()) std::filesystem::create_directories(directory);
-  return store::SqliteStore(daemon_config::store_options(config));
-}
-
 // The components in the order they are built (members are constructed in
 // declaration order and destroyed in reverse): the store, the writer and its
 // commit subscribers in fan-out order (the cache first, so every batch is
@@ -107,7 +102,8 @@ class Daemon {
 
   const Config& config_;
   std::shared_ptr<spdlog::logger> log_ = spdlog::get("main");
-  store::SqliteStore store_;
+  std::unique_ptr<store::RegistryStore> store_owner_;
+  store::RegistryStore& store_;
   boost::asio::io_context health_io_;  // the checker posts to it: declared first
   store::Writer writer_;
   // Memory answers only before it (store/cluster/membership.h); the cache reads it.
@@ -124,6 +120,9 @@ class Daemon {
   registry::HttpServer http_;
   // Built last: its lease is taken once everything else is ready to serve.
   store::Membership membership_;
+  // PostgreSQL only: other daemons' commits wake the change feed at once (the
+  // feed's own polling is the safety net for a lost notification).
+  std::unique_ptr<store::ChangeNotifications> notifications_;
   boost::asio::signal_set stop_signals_{io_, SIGINT, SIGTERM};
   boost::asio::signal_set reload_signals_{io_, SIGHUP};
   boost::asio::steady_timer drain_poll_{io_};
@@ -132,7 +131,8 @@ class Daemon {
 
 Daemon::Daemon(const Config& config)
     : config_(config),
-      store_(open_store(config)),
+      store_owner_(daemon_config::open_registry_store(config)),
+      store_(*store_owner_),
       writer_(store_),
       cache_(store_, writer_, cache_options()),
       cache_subscription_(writer_.subscribe(cache_)),
@@ -149,8 +149,16 @@ Daemon::Daemon(const Config& config)
       membership_(
           store_, membership_options(), [this] { return cache_.feed_applied(); },
           serving_deadline_) {
-  log_->info("database {} open (schema version {})", config.db_path, store_.schema_version());
+  const auto database = store_.status();
+  log_->info("database {} {} open (schema version {})", database.backend, database.location,
+             database.schema_version);
   cache_.start();
+  if (config.postgres()) {
+    notifications_ = std::make_unique<store::ChangeNotifications>(
+        io_, config.db_url, [this](std::uint64_t) { cache_.wake_feed(); },
+        [this] { cache_.wake_feed(); });
+    notifications_->start();
+  }
   // Before the first acknowledgement: from now on each waits for every live
   // daemon sharing the database to have applied it.
   membership_.start();
@@ -193,6 +201,8 @@ Daemon::Daemon(const Config& config)
 
 store::CacheOptions Daemon::cache_options() {
   auto options = daemon_config::cache_options(config_);
+  // Notifications wake the feed; polling only catches a lost one.
+  if (config_.postgres()) options.feed.poll_interval = std::chrono::milliseconds(50);
   options.serving_deadline = &serving_deadline_;
   options.feed_advanced = [this] { membership_.feed_advanced(); };
   return options;
@@ -262,6 +272,7 @@ int Daemon::run() {
   checker_.stop();
   health_work.reset();
   health_thread.join();
+  if (notifications_) notifications_->stop();
   writer_.stop();      // what it committed last may still wait at the gate...
   membership_.stop();  // ...which acknowledges it, then leaves the members
   writer_.set_acknowledgement_gate(nullptr);
