@@ -20,7 +20,7 @@ FUZZ_SECONDS ?= 60
 # fuzzer:corpus pairs; the corpora are tests/fuzz/corpus/<corpus>.
 FUZZ_TARGETS ?= dns_query_fuzzer:dns http_request_fuzzer:http registration_fuzzer:registration
 
-.PHONY: run test test-asan fuzz deps build build-asan build-release clean format
+.PHONY: run run-cluster test test-asan fuzz deps build build-asan build-release clean format
 
 deps:
 	bash .ci/install-deps.sh
@@ -33,6 +33,10 @@ build: deps $(BUILD_DIR)/build.ninja
 
 run: build
 	bash .ci/run-local.sh $(BUILD_DIR)/discoveryd $(RUN_ARGS)
+
+# Three daemons sharing a throwaway PostgreSQL and a Redis on loopback.
+run-cluster: build
+	bash .ci/run-cluster.sh $(BUILD_DIR)/discoveryd
 
 test: build
 	cd $(BUILD_DIR) && $(LOOPBACK) ctest --output-on-failure -j $(JOBS) --timeout 600
