@@ -88,8 +88,7 @@ TEST(Config, UntouchedDefaultsAreTheComponentsOwn) {
 
   const store::StoreOptions store_defaults;
   EXPECT_EQ(daemon_config::store_options(config).busy_timeout, store_defaults.busy_timeout);
-  EXPECT_EQ(daemon_config::store_options(config).synchronous_full,
-            store_defaults.synchronous_full);
+  EXPECT_EQ(daemon_config::store_options(config).synchronous_full, store_defaults.synchronous_full);
 }
 
 TEST(Config, TomlOverridesDefaults) {
@@ -295,6 +294,34 @@ TEST(Config, ResyncIntervalIsBounded) {
               std::string::npos)
         << bad;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// --db and db.url choose the backend by the value's shape.
+TEST(Config, TheDatabaseSettingChoosesSqliteOrPostgres) {
+  auto postgres = load_args({"--db", "postgresql://d:secret@127.0.0.1:5432/reg"});
+  ASSERT_TRUE(std::holds_alternative<Config>(postgres));
+  EXPECT_TRUE(std::get<Config>(postgres).postgres());
+  EXPECT_EQ(std::get<Config>(postgres).db_url, "postgresql://d:secret@127.0.0.1:5432/reg");
+  auto sqlite = load_args({"--db", "sqlite:/tmp/x.db", "--db-connect-wait", "5s"});
+  ASSERT_TRUE(std::holds_alternative<Config>(sqlite));
+  EXPECT_FALSE(std::get<Config>(sqlite).postgres());
+  EXPECT_EQ(std::get<Config>(sqlite).db_path, "/tmp/x.db");
+  EXPECT_EQ(std::get<Config>(sqlite).db_connect_wait, 5s);
+  Config config;
+  daemon_config::apply_toml(config, R"(
+    [db]
+    url = "postgres://d@db.example/reg"
+    connect_wait = "2s"
+  )",
+                            "db.toml");
+  EXPECT_TRUE(config.postgres());
+  EXPECT_EQ(config.db_connect_wait, 2s);
+  EXPECT_THROW(daemon_config::apply_toml(config, "[db]\nuri = \"x\"\n", "typo.toml"),
+               daemon_config::ConfigError);
 }
 
 }  // namespace
