@@ -25,24 +25,6 @@ struct BatchFailure {
 constexpr int kMaxSerialisationRetries = 3;
 constexpr int kMaxConnectionRetries = 1;
 
-// What service a mutation changes (store::service_of, which lives with the
-// SQLite store, would tie this library to it).
-const std::string& changed_service(const Mutation& mutation) {
-  static const std::string kNone;
-  return std::visit(
-      [](const auto& m) -> const std::string& {
-        using Type = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<Type, Upsert>) {
-          return m.registration.service;
-        } else if constexpr (std::is_same_v<Type, RecordChecks>) {
-          return kNone;
-        } else {
-          return m.service;
-        }
-      },
-      mutation);
-}
-
 }  // namespace
 
 PostgresStore::PostgresStore(PostgresOptions options)
@@ -87,7 +69,7 @@ MutationResult PostgresStore::apply_mutation(const Mutation& mutation, TimePoint
   try {
     MutationResult result = std::visit([&](const auto& m) { return apply_one(m, now); }, mutation);
     if (result.changed()) {
-      result.sequence = record_change(changed_service(mutation), result.service_version, now);
+      result.sequence = record_change(service_of(mutation), result.service_version, now);
     }
     writer_->exec("RELEASE SAVEPOINT mutation");
     return result;

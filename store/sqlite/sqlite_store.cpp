@@ -100,24 +100,6 @@ std::optional<Instance> find_instance(SQLite::Database& db, const std::string& s
 
 }  // namespace
 
-std::string_view to_string(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::created:
-      return "created";
-    case Outcome::updated:
-      return "updated";
-    case Outcome::unchanged:
-      return "unchanged";
-    case Outcome::removed:
-      return "removed";
-    case Outcome::not_found:
-      return "not_found";
-    case Outcome::failed:
-      return "failed";
-  }
-  return "failed";
-}
-
 SqliteStore::SqliteStore(StoreOptions options, int target_schema_version)
     : options_(std::move(options)) {
   try {
@@ -337,22 +319,6 @@ MutationResult SqliteStore::apply_one(const ReportLoad& report, TimePoint) {
   update.bind(3, report.id);
   update.exec();
   return {Outcome::updated, bump_version(report.service), {}, {}};
-}
-
-const std::string& service_of(const Mutation& mutation) {
-  static const std::string kNone;
-  return std::visit(
-      [](const auto& m) -> const std::string& {
-        using Type = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<Type, Upsert>) {
-          return m.registration.service;
-        } else if constexpr (std::is_same_v<Type, RecordChecks>) {
-          return kNone;
-        } else {
-          return m.service;
-        }
-      },
-      mutation);
 }
 
 std::vector<MutationResult> SqliteStore::apply_batch(std::span<const Mutation> mutations,
