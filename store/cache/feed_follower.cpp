@@ -181,7 +181,11 @@ void FeedFollower::stop() {
 
 void FeedFollower::wake() {
   if (impl_->wake_pending.exchange(true)) return;
-  asio::post(impl_->io, [impl = impl_] { impl->poll(); });
+  // Weak: a wake after stop() must not leave Impl owning itself through a
+  // handler in its own io_context.
+  asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
+    if (auto impl = weak.lock()) impl->poll();
+  });
 }
 
 void FeedFollower::skip(std::uint64_t sequence) {

@@ -49,7 +49,11 @@ struct Membership::Impl : std::enable_shared_from_this<Membership::Impl> {
   asio::steady_timer gate_timer;
   std::thread thread;
   std::atomic<bool> report_pending{false};
-  bool stopping = false;
+  bool stopping = false;  // membership thread only
+  // False once stop() began: nothing may be posted then, since a handler left
+  // in the io_context (which Impl owns) would keep Impl alive for ever.
+  std::mutex accepting_mutex;
+  bool accepting = true;
 
   // A renewal whose extension of the deadline waits for the feed to reach the
   // sequence it returned.
@@ -220,6 +224,10 @@ void Membership::start() {
 void Membership::stop() {
   auto& impl = *impl_;
   if (!impl.thread.joinable()) return;
+  {
+    std::lock_guard lock(impl.accepting_mutex);
+    impl.accepting = false;
+  }
   asio::post(impl.io, [&impl] {
     impl.stopping = true;
     impl.renew_timer.cancel();
@@ -240,6 +248,12 @@ void Membership::stop() {
 }
 
 void Membership::hold_until_applied(std::uint64_t sequence, std::function<void()> release) {
+  std::unique_lock lock(impl_->accepting_mutex);
+  if (!impl_->accepting) {
+    lock.unlock();
+    return release();  // stopping: committed, so acknowledged (see stop())
+  }
+  // Posted under the lock, so it runs before stop()'s handler releases the rest.
   asio::post(impl_->io, [impl = impl_, sequence, release = std::move(release)]() mutable {
     if (impl->stopping) return release();
     impl->held.emplace_back(sequence, std::move(release));
@@ -252,7 +266,8 @@ void Membership::hold_until_applied(std::uint64_t sequence, std::function<void()
 }
 
 void Membership::feed_advanced() {
-  if (impl_->report_pending.exchange(true)) return;
+  std::lock_guard lock(impl_->accepting_mutex);
+  if (!impl_->accepting || impl_->report_pending.exchange(true)) return;
   asio::post(impl_->io, [impl = impl_] {
     impl->report_pending = false;
     if (impl->stopping) return;

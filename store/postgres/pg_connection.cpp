@@ -1,5 +1,7 @@
 #include "store/postgres/pg_connection.h"
 
+#include <memory>
+
 #include <libpq-fe.h>
 #include <poll.h>
 
@@ -200,33 +202,32 @@ Result Connection::finish_query() {
     if (flushed < 0) fail("send");
     if (!wait_socket(true, deadline)) timed_out();
   }
-  pg_result* last = nullptr;
-  pg_result* error = nullptr;
+  // Owned until handed on: a throw below (a lost connection, a timeout) must
+  // not leak a result already received.
+  using Owned = std::unique_ptr<pg_result, decltype(&PQclear)>;
+  Owned last(nullptr, &PQclear);
+  Owned error(nullptr, &PQclear);
   while (true) {
     while (PQisBusy(conn_)) {
       if (!wait_socket(false, deadline)) timed_out();
       if (!PQconsumeInput(conn_)) fail("receive");
     }
-    pg_result* result = PQgetResult(conn_);
+    Owned result(PQgetResult(conn_), &PQclear);
     if (!result) break;
-    const auto status = PQresultStatus(result);
+    const auto status = PQresultStatus(result.get());
     // Keep the first error (a script stops at it) and otherwise the last result.
     if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ||
         status == PGRES_BAD_RESPONSE) {
       if (!error) {
-        error = result;
+        error = std::move(result);
         continue;
       }
     }
-    PQclear(last);
-    last = result;
+    last = std::move(result);
   }
-  if (error) {
-    PQclear(last);
-    fail("query", error);
-  }
+  if (error) fail("query", error.release());
   if (!last) fail("query");
-  return Result(last);
+  return Result(last.release());
 }
 
 Result Connection::exec(std::string_view sql, const std::vector<Param>& params) {
