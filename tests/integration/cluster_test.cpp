@@ -17,6 +17,7 @@
 #include "tests/support/http_client.h"
 #include "tests/support/postgres_server.h"
 #include "tests/support/process.h"
+#include "tests/support/redis_server.h"
 
 namespace {
 
@@ -98,7 +99,7 @@ class Churn {
     }
   }
   std::map<std::string, Clock::time_point> removed_at;  // address -> acknowledgement
-  Clock::duration slowest{};                           // of the removals
+  Clock::duration slowest{};                            // of the removals
 
  private:
   HttpClient http_;
@@ -131,6 +132,8 @@ enum class Backend { sqlite, postgres };
 class ClusterTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
+    // One Redis shared by the three, as in production (a second-level cache).
+    ASSERT_TRUE(redis.start()) << redis.log();
     std::string db = shared.file("registry.db");
     if (GetParam() == Backend::postgres) {
       postgres = std::make_unique<test_support::PostgresServer>();
@@ -139,7 +142,7 @@ class ClusterTest : public ::testing::TestWithParam<Backend> {
     }
     for (int i = 0; i < 3; ++i) {
       daemons.push_back(std::make_unique<Daemon>(
-          *dirs[i], Daemon::Options{.db_path = db, .extra_args = {}, .redis_port = {}}));
+          *dirs[i], Daemon::Options{.db_path = db, .extra_args = {}, .redis_port = redis.port()}));
       ASSERT_TRUE(daemons.back()->start()) << daemons.back()->log();
     }
     // Every daemon sees the two others before the test begins.
@@ -166,6 +169,7 @@ class ClusterTest : public ::testing::TestWithParam<Backend> {
   }
 
   test_support::TempDir shared;
+  test_support::RedisServer redis;
   std::unique_ptr<test_support::PostgresServer> postgres;
   std::vector<std::unique_ptr<test_support::TempDir>> dirs = [] {
     std::vector<std::unique_ptr<test_support::TempDir>> v;
@@ -206,6 +210,28 @@ TEST_P(ClusterTest, ADaemonFrozenFor2sDelaysAcknowledgementsAtMostItsLeaseAndAns
                                             500ms)
         .has_value();
   }));
+  dump_logs_on_failure();
+}
+
+// Redis dies mid-churn: nothing stale on any daemon, and their near caches stay
+// on (they rest on the change feed): repeated queries need no database read.
+TEST_P(ClusterTest, RedisKilledUnderChurnServesNothingStaleAndKeepsTheNearCaches) {
+  LookupLoad load(dns_ports(), "shared.service.discovery.");
+  Churn churn(daemons[0]->http_port());
+  churn.rounds(20);
+  redis.kill();
+  churn.rounds(20);
+  load.stop();
+  EXPECT_GT(expect_nothing_stale(load.observations(), churn), 0u);
+  HttpClient http(daemons[1]->http_port());
+  ASSERT_TRUE(
+      wait_until([&] { return http.get("/v1/status").json()["cache"]["status"] == "degraded"; }));
+  dns::testing::a_record_addresses(daemons[1]->dns_port(), "shared.service.discovery.");
+  const auto reads = http.get("/v1/status").json()["cache"]["db_reads"];
+  for (int i = 0; i < 50; ++i) {
+    dns::testing::a_record_addresses(daemons[1]->dns_port(), "shared.service.discovery.");
+  }
+  EXPECT_EQ(http.get("/v1/status").json()["cache"]["db_reads"], reads);
   dump_logs_on_failure();
 }
 
