@@ -29,6 +29,7 @@
 #include "store/cache/service_cache.h"
 #include "store/cluster/cluster_status.h"
 #include "store/cluster/membership.h"
+#include "store/cluster/shard_ownership.h"
 #include "store/postgres/change_notifications.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/writer.h"
@@ -120,6 +121,8 @@ class Daemon {
   registry::HttpServer http_;
   // Built last: its lease is taken once everything else is ready to serve.
   store::Membership membership_;
+  // Which health-check shards this daemon probes (store/health_shards.h).
+  store::ShardOwnership shard_ownership_;
   // PostgreSQL only: other daemons' commits wake the change feed at once (the
   // feed's own polling is the safety net for a lost notification).
   std::unique_ptr<store::ChangeNotifications> notifications_;
@@ -148,7 +151,12 @@ Daemon::Daemon(const Config& config)
       http_(io_, daemon_config::http_options(config), api_),
       membership_(
           store_, membership_options(), [this] { return cache_.feed_applied(); },
-          serving_deadline_) {
+          serving_deadline_),
+      shard_ownership_(store_, membership_,
+                       [this](const store::ShardSet& shards, bool lapsed,
+                              store::ShardOwnership::Released released) {
+                         checker_.assign_shards(shards, lapsed, std::move(released));
+                       }) {
   const auto database = store_.status();
   log_->info("database {} {} open (schema version {})", database.backend, database.location,
              database.schema_version);
@@ -163,6 +171,7 @@ Daemon::Daemon(const Config& config)
   // daemon sharing the database to have applied it.
   membership_.start();
   writer_.set_acknowledgement_gate(&membership_);
+  shard_ownership_.start();  // before the checker starts: it probes only its shards
   if (!daemon_config::redis_configured(config)) {
     log_->info("cache: no Redis configured; in-process cache and SQLite only");
   } else {
@@ -205,6 +214,11 @@ store::CacheOptions Daemon::cache_options() {
   if (config_.postgres()) options.feed.poll_interval = std::chrono::milliseconds(50);
   options.serving_deadline = &serving_deadline_;
   options.feed_advanced = [this] { membership_.feed_advanced(); };
+  // The checker follows the instances other daemons register and remove.
+  options.feed_changes = [this](const std::vector<store::Change>& changes) {
+    checker_.on_feed_changes(changes);
+  };
+  options.feed_gap = [this] { checker_.on_feed_gap(); };
   return options;
 }
 
@@ -218,6 +232,10 @@ store::MembershipOptions Daemon::membership_options() const {
 
 health::Options Daemon::checker_options() {
   auto options = daemon_config::health_options(config_);
+  // Each instance is probed by one daemon: the owner of its shard, while its
+  // membership lease holds (store/cluster/shard_ownership.h).
+  options.sharded = true;
+  options.may_probe = [this] { return membership_.lease_valid(); };
   // An X-Load header of a passing probe feeds least_loaded ordering; it records
   // the load only (no heartbeat: a probe is not the instance's proof of life).
   options.on_reported_load = [this](const std::string& service, const std::string& id,
@@ -234,6 +252,7 @@ void Daemon::report_status(nlohmann::json& status) const {
   status["cache"] = store::status_json(cache_);
   status["health"] = health::status_json(checker_);
   status["cluster"] = store::status_json(membership_);
+  status["cluster"]["health_shards"] = store::status_json(shard_ownership_);
 }
 
 // Registrations may not point at multicast, link-local, ... nor at ourselves;
@@ -269,6 +288,7 @@ int Daemon::run() {
   dns_server_.stop();
   dns_work.reset();
   dns_thread.join();
+  shard_ownership_.stop();
   checker_.stop();
   health_work.reset();
   health_thread.join();

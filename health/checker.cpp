@@ -49,7 +49,10 @@ Checker::Impl::Impl(asio::io_context& io, store::RegistryStore& store, store::Wr
       wake_timer_(io),
       flush_timer_(io),
       resync_timer_(io),
+      urgent_flush_timer_(io),
       background_(background) {
+  if (!options_.sharded) owned_.set();
+  owned_count_.store(owned_.count());
   options_.max_concurrent_probes = std::max<std::size_t>(options_.max_concurrent_probes, 1);
   options_.max_events = std::max<std::size_t>(options_.max_events, 1);
 }
@@ -65,6 +68,7 @@ void Checker::Impl::stop() {
   wake_timer_.cancel();
   flush_timer_.cancel();
   resync_timer_.cancel();
+  urgent_flush_timer_.cancel();
   waiting_.clear();
   queued_.store(0);
   prober_.cancel_all();
@@ -88,6 +92,10 @@ Stats Checker::Impl::stats() const {
   stats.cap_hits = stats_cap_hits_.load();
   stats.record_batches = stats_record_batches_.load();
   stats.resyncs = stats_resyncs_.load();
+  stats.shards = owned_count_.load();
+  stats.shard_reads = stats_shard_reads_.load();
+  stats.foreign_reads = stats_foreign_reads_.load();
+  stats.lapsed_skips = stats_lapsed_skips_.load();
   return stats;
 }
 
@@ -117,11 +125,15 @@ Checker::~Checker() {
 }
 
 void Checker::start() {
+  Impl::ReadScope scope;
+  scope.initial = true;
+  scope.number = impl_->begin_read();
   const std::uint64_t sequence = impl_->commit_sequence();
   // Read on the caller's thread, so that a broken database fails start() itself.
   auto instances = impl_->store().read_all_instances();
-  asio::post(impl_->io(), [impl = impl_, instances = std::move(instances), sequence]() mutable {
-    impl->install(std::move(instances), sequence, true);
+  asio::post(impl_->io(), [impl = impl_, instances = std::move(instances), sequence,
+                           scope = std::move(scope)]() mutable {
+    impl->install(std::move(instances), sequence, scope);
   });
 }
 
@@ -162,6 +174,20 @@ void Checker::on_commit(const store::Writer::Commit& commit) {
   }
   if (changes.empty()) return;
   asio::post(impl_->io(), [impl = impl_, changes = std::move(changes)] { impl->apply(changes); });
+}
+
+void Checker::assign_shards(const store::ShardSet& shards, bool lapsed, Released released) {
+  asio::post(impl_->io(), [impl = impl_, shards, lapsed, released = std::move(released)]() mutable {
+    impl->assign(shards, lapsed, std::move(released));
+  });
+}
+
+void Checker::on_feed_changes(const std::vector<store::Change>& changes) {
+  impl_->note_foreign_changes(changes);
+}
+
+void Checker::on_feed_gap() {
+  asio::post(impl_->io(), [impl = impl_] { impl->resync_now(); });
 }
 
 Stats Checker::stats() const {

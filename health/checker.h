@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "store/health_shards.h"
 #include "store/model.h"
 #include "store/writer.h"
 
@@ -62,6 +63,12 @@ struct Options {
   // on the Checker's thread; may be empty.
   std::function<void(const std::string& service, const std::string& id, double load)>
       on_reported_load;
+  // Sharded checks (store/health_shards.h): probe nothing until assign_shards()
+  // says which shards are ours. Off: every instance is ours.
+  bool sharded = false;
+  // While it returns false (our membership lease may have run out), no probe
+  // starts, no result counts and no removal is submitted. May be empty.
+  std::function<bool()> may_probe;
 };
 
 struct RemovalEvent {
@@ -89,6 +96,10 @@ struct Stats {
   std::uint64_t cap_hits = 0;  // probes that had to wait for max_concurrent_probes
   std::uint64_t record_batches = 0;
   std::uint64_t resyncs = 0;
+  std::size_t shards = 0;           // owned (all of them when not sharded)
+  std::uint64_t shard_reads = 0;    // reads of instances of shards we gained
+  std::uint64_t foreign_reads = 0;  // rereads of services other daemons changed
+  std::uint64_t lapsed_skips = 0;   // probes not started: our lease may have run out
 };
 
 class Checker final : public store::CommitSubscriber {
@@ -116,6 +127,21 @@ class Checker final : public store::CommitSubscriber {
   // (outcome `unchanged`) is proof of life like a heartbeat: it clears the
   // failure count and stops a removal that has not been applied yet.
   void on_commit(const store::Writer::Commit& commit) override;
+
+  // Sharded checks: from now on only the instances of `shards` are ours. Those
+  // of shards no longer in it are dropped, their pending check records written
+  // first (unless `lapsed`: our lease may have run out, someone else may count
+  // them now); `released` then runs on the Checker's thread, once that write
+  // committed, with the dropped shards. Instances of new shards are read from
+  // the database with their failure counts and last check times, so counting
+  // goes on where the previous owner left it. Any thread.
+  using Released = std::function<void(const store::ShardSet& dropped)>;
+  void assign_shards(const store::ShardSet& shards, bool lapsed, Released released);
+  // The change feed's changes made by other daemons (any thread): their
+  // services are reread, so that their new instances are probed at once.
+  void on_feed_changes(const std::vector<store::Change>& changes);
+  // The feed had a gap: everything is reread.
+  void on_feed_gap();
 
   Stats stats() const;
   std::vector<RemovalEvent> recent_removals() const;  // newest first

@@ -7,6 +7,7 @@
 // recent_removals() and the background thread read from other threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -15,10 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <queue>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -79,7 +82,19 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
     std::string last_reason;
     std::uint64_t touched = 0;  // commit sequence of the last commit that changed it
     std::uint64_t seen_epoch = 0;
-    std::int64_t pending_record = -1;  // index into the unflushed check records
+    std::int64_t pending_record = -1;     // index into the unflushed check records
+    std::uint16_t shard = 0;              // store::health_shard_of(service, id)
+    std::uint32_t recorded_failures = 0;  // the count in the last record made
+  };
+
+  // What a database read covers: install() forgets only tracked instances in
+  // it, and takes an instance of a shard only if the read began after we
+  // gained that shard (an older read may predate the previous owner's counts).
+  struct ReadScope {
+    bool initial = false;
+    std::optional<store::ShardSet> shards;          // only these shards
+    std::optional<std::set<std::string>> services;  // only these services
+    std::uint64_t number = 0;                       // from begin_read()
   };
 
   struct Due {
@@ -123,9 +138,16 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   std::vector<RemovalEvent> recent_removals() const;  // any thread
 
   // checker_tracking.cpp: the tracked set follows database reads and commits.
-  void install(std::vector<store::Instance> instances, std::uint64_t sequence, bool initial);
+  void install(std::vector<store::Instance> instances, std::uint64_t sequence,
+               const ReadScope& scope);
+  std::uint64_t begin_read() { return reads_.fetch_add(1) + 1; }  // any thread
   void apply(const std::vector<Change>& changes);
   void resync_now();
+
+  // checker_shards.cpp: which instances are ours, and the reads that follow
+  // ownership and other daemons' changes.
+  void assign(const store::ShardSet& shards, bool lapsed, Checker::Released released);
+  void note_foreign_changes(const std::vector<store::Change>& changes);  // any thread
 
  private:
   static std::shared_ptr<spdlog::logger> logger();
@@ -135,11 +157,23 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   bool valid(std::uint32_t slot, std::uint32_t generation) const;
   std::uint32_t add(std::string key, const std::string& service, const std::string& id,
                     const store::IpAddress& address, std::uint16_t port,
-                    const store::HealthCheck& check, store::TimePoint now, std::uint32_t failures);
+                    const store::HealthCheck& check, store::TimePoint now, std::uint32_t failures,
+                    std::optional<std::chrono::milliseconds> first_delay = std::nullopt);
   void reset(std::uint32_t slot, const store::IpAddress& address, std::uint16_t port,
              const store::HealthCheck& check, store::TimePoint now);
   void forget(std::uint32_t slot);
   void arm_resync();
+  void update_from_read(Tracked& tracked, std::uint32_t slot, const store::Instance& instance,
+                        std::uint64_t sequence, store::TimePoint now);
+  bool in_scope(const Tracked& tracked, const ReadScope& scope) const;
+  std::chrono::milliseconds first_delay(const store::Instance& instance,
+                                        const Settings& settings) const;
+
+  // checker_shards.cpp
+  void drop_shards(const store::ShardSet& lost, bool lapsed, Checker::Released released);
+  void read_shards(const store::ShardSet& shards);
+  void reread_foreign();  // background thread
+  bool may_probe() const { return !options_.may_probe || options_.may_probe(); }
 
   // checker_scheduling.cpp: the timer heap, jitter, the concurrency cap.
   void schedule(std::uint32_t slot, std::chrono::milliseconds delay);
@@ -171,8 +205,11 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   // checker_records.cpp: check times and failure counts, batched per period.
   void record(std::uint32_t slot, store::TimePoint now);
   void drop_record(Tracked& tracked);
-  void flush_records();
+  // `committed` runs (on the writer's thread) once the records are written,
+  // or at once when there are none.
+  void flush_records(std::function<void()> committed = {});
   void arm_flush();
+  void arm_urgent_flush();
 
   // Runs `task` on the background thread (blocking SQLite reads), unless the
   // Checker is being destroyed.
@@ -192,6 +229,8 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   boost::asio::steady_timer wake_timer_;
   boost::asio::steady_timer flush_timer_;
   boost::asio::steady_timer resync_timer_;
+  boost::asio::steady_timer urgent_flush_timer_;
+  bool urgent_flush_armed_ = false;
   SteadyClock::time_point armed_at_ = SteadyClock::time_point::max();
   SteadyClock::time_point last_wake_{};
   std::priority_queue<Due, std::vector<Due>, std::greater<>> due_;
@@ -204,6 +243,13 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   // than that commit must not bring them back.
   std::unordered_map<std::string, std::uint64_t> tombstones_;
   std::uint64_t epoch_ = 0;
+  store::ShardSet owned_;
+  // reads_ when each shard was gained: reads that began before it don't count.
+  std::array<std::uint64_t, store::kHealthShards> gained_after_{};
+  std::atomic<std::uint64_t> reads_{0};
+  std::mutex foreign_mutex_;  // guards the two below (feed thread, background)
+  std::set<std::string> foreign_services_;
+  bool foreign_read_scheduled_ = false;
   bool started_ = false;
   bool stopping_ = false;
 
@@ -225,6 +271,10 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   std::atomic<std::uint64_t> stats_cap_hits_{0};
   std::atomic<std::uint64_t> stats_record_batches_{0};
   std::atomic<std::uint64_t> stats_resyncs_{0};
+  std::atomic<std::size_t> owned_count_{0};
+  std::atomic<std::uint64_t> stats_shard_reads_{0};
+  std::atomic<std::uint64_t> stats_foreign_reads_{0};
+  std::atomic<std::uint64_t> stats_lapsed_skips_{0};
 
   mutable std::mutex events_mutex_;
   std::deque<RemovalEvent> events_;

@@ -34,7 +34,11 @@ void Checker::Impl::on_probe_done(std::uint32_t slot, std::uint32_t generation,
   in_flight_.fetch_sub(1);
   if (stopping_ || result.aborted) return;
   if (valid(slot, generation) && slots_[slot].phase == Phase::probing) {
-    judge(slot, result.passed, result.reason, result.load);
+    if (may_probe()) {
+      judge(slot, result.passed, result.reason, result.load);
+    } else {
+      schedule_next(slot);  // our lease lapsed meanwhile: the result is not ours to count
+    }
   }
   while (!stopping_ && in_flight_.load() < options_.max_concurrent_probes && !waiting_.empty()) {
     const SlotRef next = waiting_.front();

@@ -72,6 +72,7 @@ void Checker::Impl::on_reread(std::uint32_t slot, std::uint32_t generation, Remo
 
 void Checker::Impl::submit_removal(std::uint32_t slot, RemovalEvent event) {
   const Tracked& tracked = slots_[slot];
+  if (!may_probe()) return schedule_next(slot);  // the shard may be someone else's now
   store::RemoveUnhealthy removal{tracked.service, tracked.id, tracked.stamps->updated_at,
                                  tracked.stamps->last_heartbeat_at, tracked.stamps->renewals};
   writer_.submit(std::move(removal),

@@ -59,6 +59,11 @@ void Checker::Impl::on_wake() {
 
 void Checker::Impl::dispatch(std::uint32_t slot) {
   Tracked& tracked = slots_[slot];
+  if (!may_probe()) {
+    // Our lease may have run out: another daemon may own the shard by now.
+    stats_lapsed_skips_.fetch_add(1);
+    return schedule_next(slot);
+  }
   if (tracked.check.type == store::CheckType::ttl) return judge_heartbeat(slot);
   if (in_flight_.load() < options_.max_concurrent_probes) return start_probe(slot);
   tracked.phase = Phase::queued;

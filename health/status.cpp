@@ -22,7 +22,11 @@ nlohmann::json status_json(const Checker& checker) {
           {"protection_active", s.protection_active},
           {"cap_hits", s.cap_hits},
           {"record_batches", s.record_batches},
-          {"resyncs", s.resyncs}};
+          {"resyncs", s.resyncs},
+          {"shards", s.shards},
+          {"shard_reads", s.shard_reads},
+          {"foreign_reads", s.foreign_reads},
+          {"lapsed_skips", s.lapsed_skips}};
 }
 
 nlohmann::json events_json(const std::vector<RemovalEvent>& events) {

@@ -48,6 +48,7 @@
 #include <variant>
 #include <vector>
 
+#include "store/health_shards.h"
 #include "store/model.h"
 
 namespace store {
@@ -236,6 +237,14 @@ class RegistryStore {
   virtual void remove_member(std::string_view id) = 0;
   // Every member row, with `live` computed by the database's clock.
   virtual std::vector<Member> read_members() = 0;
+
+  // Sharded health checks (store/health_shards.h): in one transaction, reads
+  // every shard row and the live members (by the database's clock), applies
+  // plan_shards for `member` and writes its updates; returns what it left
+  // `member` with. Thread-safe, on the membership connection. Throws StoreError.
+  virtual ShardView balance_shards(std::string_view member, const ShardSet& handoff) = 0;
+  // Every shard row, by shard number (status and tests).
+  virtual std::vector<ShardRow> read_shards() = 0;
 
  protected:
   virtual std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations,

@@ -159,6 +159,7 @@ void ServiceCache::Impl::on_feed_changes(const std::vector<Change>& changes) {
   // After the generation bump, as in on_commit: a change may be the service's
   // first instance.
   known.add(services);
+  if (options.feed_changes) options.feed_changes(changes);
 }
 
 void ServiceCache::Impl::on_feed_gap() {
@@ -167,6 +168,7 @@ void ServiceCache::Impl::on_feed_gap() {
     known.invalidate();
     load_known_names();
   }
+  if (options.feed_gap) options.feed_gap();
 }
 
 void ServiceCache::Impl::forget_versions_and_redis(const char* why) {

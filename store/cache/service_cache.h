@@ -70,6 +70,11 @@ struct CacheOptions {
   // feed applied more (on the feed's thread). Unset: one daemon alone.
   const ServingDeadline* serving_deadline = nullptr;
   std::function<void()> feed_advanced;
+  // Others following the feed through the cache (the health checker): the
+  // changes other daemons made, after the cache handled them, and gaps. On the
+  // feed's thread; may be empty.
+  std::function<void(const std::vector<Change>&)> feed_changes;
+  std::function<void()> feed_gap;
   // Test hooks, empty in production: called on the reader thread after a SQLite
   // read and before its result is used, to force interleavings deterministically.
   std::function<void(const std::string& service)> after_db_read;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "store/cluster/membership.h"
+#include "store/cluster/shard_ownership.h"
 
 namespace store {
 
@@ -24,6 +25,14 @@ nlohmann::json status_json(const Membership& membership) {
           {"renewal_failures", s.renewal_failures},
           {"leases_given_up", s.leases_given_up},
           {"members", std::move(members)}};
+}
+
+nlohmann::json status_json(const ShardOwnership& shards) {
+  const auto s = shards.stats();
+  return {{"owned", s.owned},         {"probing", s.probing},
+          {"requested", s.requested}, {"participants", s.participants},
+          {"balances", s.balances},   {"balance_failures", s.balance_failures},
+          {"lapses", s.lapses}};
 }
 
 }  // namespace store

@@ -7,7 +7,10 @@
 namespace store {
 
 class Membership;
+class ShardOwnership;
 
 nlohmann::json status_json(const Membership& membership);
+// Health-shard ownership: owned, probing, requested, participants, counters.
+nlohmann::json status_json(const ShardOwnership& shards);
 
 }  // namespace store

@@ -42,6 +42,9 @@ struct Membership::Impl : std::enable_shared_from_this<Membership::Impl> {
   const MembershipOptions options;
   const Applied applied;
   ServingDeadline& deadline;
+  // Until when our lease surely holds by the database's clock: a renewal sent
+  // at t moves it to t + lease - margin (no feed condition: health shards).
+  ServingDeadline lease_valid;
 
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -104,7 +107,10 @@ struct Membership::Impl : std::enable_shared_from_this<Membership::Impl> {
     const auto sent = Steady::now();
     const bool give_up = behind(sent);
     // Before the row says so: by then we must already have stopped serving.
-    if (give_up) deadline.revoke();
+    if (give_up) {
+      deadline.revoke();
+      lease_valid.revoke();
+    }
     const auto report_applied = applied();
     std::uint64_t newest;
     try {
@@ -124,7 +130,10 @@ struct Membership::Impl : std::enable_shared_from_this<Membership::Impl> {
       ++stats.renewals;
       if (give_up) ++stats.leases_given_up;
     }
-    if (!give_up) unconfirmed.push_back({newest, sent, sent + serving_span()});
+    if (!give_up) {
+      unconfirmed.push_back({newest, sent, sent + serving_span()});
+      lease_valid.extend_to(sent + serving_span());
+    }
     confirm_renewals();
   }
 
@@ -236,6 +245,7 @@ void Membership::stop() {
     // is gone nobody waits for it either.
     impl.release_all();
     impl.deadline.revoke();
+    impl.lease_valid.revoke();
     try {
       impl.store.remove_member(impl.options.id);
     } catch (const std::exception& error) {
@@ -245,6 +255,10 @@ void Membership::stop() {
   });
   impl.work.reset();
   impl.thread.join();
+}
+
+bool Membership::lease_valid(std::chrono::steady_clock::time_point now) const {
+  return impl_->lease_valid.allows(now);
 }
 
 void Membership::hold_until_applied(std::uint64_t sequence, std::function<void()> release) {

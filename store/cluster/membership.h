@@ -74,6 +74,11 @@ class Membership final : public AcknowledgementGate {
   // The feed applied more: report it now if writers elsewhere may wait for it.
   void feed_advanced();
 
+  // Our lease surely holds by the database's clock (see lease_valid in
+  // membership.cpp): what may be done only by a live member (health shards).
+  bool lease_valid(
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const;
+
   MembershipStats stats() const;
   std::vector<Member> members() const;  // as last read
   const std::string& id() const;

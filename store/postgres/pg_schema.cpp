@@ -76,6 +76,16 @@ constexpr const char* kMigrations[] = {
         renewed_at_ms  bigint NOT NULL
       );
     )sql",
+    // 2 -> 3: health-check shards, each owned by at most one member
+    // (store/health_shards.h). All rows exist from the start.
+    R"sql(
+      CREATE TABLE health_shards (
+        shard        integer PRIMARY KEY,
+        owner        text NOT NULL DEFAULT '',
+        requested_by text NOT NULL DEFAULT ''
+      );
+      INSERT INTO health_shards (shard) SELECT generate_series(0, 255);
+    )sql",
 };
 static_assert(std::size(kMigrations) == PostgresStore::kLatestSchemaVersion);
 

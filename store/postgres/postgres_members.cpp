@@ -78,4 +78,90 @@ std::vector<Member> PostgresStore::read_members() {
   });
 }
 
+namespace {
+
+// A text[] literal: every element double-quoted, backslashes and quotes escaped.
+std::string text_array(const std::vector<std::string_view>& values) {
+  std::string out = "{";
+  for (const auto value : values) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+std::vector<ShardRow> shard_rows(const Result& result) {
+  std::vector<ShardRow> rows(kHealthShards);
+  for (int row = 0; row < result.rows(); ++row) {
+    const auto shard = static_cast<std::size_t>(result.int64(row, 0));
+    if (shard < rows.size()) rows[shard] = {result.string(row, 1), result.string(row, 2)};
+  }
+  return rows;
+}
+
+ShardView balance_in_transaction(Connection& db, std::string_view member, const ShardSet& handoff) {
+  // The rows locked first: two members balancing at once take turns.
+  const auto rows = shard_rows(
+      db.exec("SELECT shard, owner, requested_by FROM health_shards ORDER BY shard FOR UPDATE"));
+  const auto members =
+      db.exec(std::string("SELECT id FROM members WHERE lease_until_ms > ") + kServerNowMs);
+  std::set<std::string, std::less<>> live;
+  for (int row = 0; row < members.rows(); ++row) live.insert(members.string(row, 0));
+  const auto plan = plan_shards(member, live, rows, handoff);
+  if (!plan.updates.empty()) {
+    std::string shards = "{";
+    std::vector<std::string_view> owners, requesters;
+    for (const auto& [shard, row] : plan.updates) {
+      if (shards.size() > 1) shards += ',';
+      shards += std::to_string(shard);
+      owners.push_back(row.owner);
+      requesters.push_back(row.requested_by);
+    }
+    shards += '}';
+    db.exec(
+        "UPDATE health_shards AS h SET owner = u.owner, requested_by = u.requested_by "
+        "FROM unnest($1::integer[], $2::text[], $3::text[]) AS u(shard, owner, requested_by) "
+        "WHERE h.shard = u.shard",
+        {param(std::string_view(shards)), param(std::string_view(text_array(owners))),
+         param(std::string_view(text_array(requesters)))});
+  }
+  return plan.view;
+}
+
+}  // namespace
+
+ShardView PostgresStore::balance_shards(std::string_view member, const ShardSet& handoff) {
+  std::lock_guard lock(member_mutex_);
+  return with_member_connection(member_conn_, options_, "balancing health shards",
+                                [&](Connection& db) {
+                                  db.exec("BEGIN");
+                                  try {
+                                    const auto view = balance_in_transaction(db, member, handoff);
+                                    db.exec("COMMIT");
+                                    return view;
+                                  } catch (...) {
+                                    if (db.usable()) {
+                                      try {
+                                        db.exec("ROLLBACK");
+                                      } catch (...) {
+                                      }
+                                    }
+                                    throw;
+                                  }
+                                });
+}
+
+std::vector<ShardRow> PostgresStore::read_shards() {
+  std::lock_guard lock(member_mutex_);
+  return with_member_connection(
+      member_conn_, options_, "reading health shards", [](Connection& db) {
+        return shard_rows(db.exec("SELECT shard, owner, requested_by FROM health_shards"));
+      });
+}
+
 }  // namespace store

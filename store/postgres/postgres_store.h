@@ -48,9 +48,10 @@ class PostgresStore final : public RegistryStore {
  public:
   // PostgreSQL's own numbering, independent of SQLite's: version 1 is the shape
   // of SQLite's schema 5 (services, instances, cache_outbox, registry_clock,
-  // changes), version 2 adds SQLite 6's members. Never edit a released
+  // changes), version 2 adds SQLite 6's members, version 3 SQLite 7's
+  // health_shards. Never edit a released
   // migration: append one (pg_schema.cpp).
-  static constexpr int kLatestSchemaVersion = 2;
+  static constexpr int kLatestSchemaVersion = 3;
 
   // Connects and migrates the database to kLatestSchemaVersion (once, even when
   // several daemons start at the same time). Throws StoreError if the server
@@ -76,6 +77,8 @@ class PostgresStore final : public RegistryStore {
   std::uint64_t renew_member(const MemberReport& report) override;
   void remove_member(std::string_view id) override;
   std::vector<Member> read_members() override;
+  ShardView balance_shards(std::string_view member, const ShardSet& handoff) override;
+  std::vector<ShardRow> read_shards() override;
   int schema_version();
 
  private:

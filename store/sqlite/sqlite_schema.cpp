@@ -82,6 +82,18 @@ constexpr const char* kMigrations[] = {
         renewed_at_ms  INTEGER NOT NULL
       );
     )sql",
+    // 6 -> 7: health-check shards, each owned by at most one member
+    // (store/health_shards.h). All rows exist from the start: a balance only
+    // updates them.
+    R"sql(
+      CREATE TABLE health_shards (
+        shard        INTEGER PRIMARY KEY,
+        owner        TEXT NOT NULL DEFAULT '',
+        requested_by TEXT NOT NULL DEFAULT ''
+      );
+      WITH RECURSIVE numbers(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM numbers WHERE n < 255)
+      INSERT INTO health_shards (shard) SELECT n FROM numbers;
+    )sql",
 };
 static_assert(std::size(kMigrations) == SqliteStore::kLatestSchemaVersion);
 

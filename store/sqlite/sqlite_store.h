@@ -37,7 +37,7 @@ struct StoreOptions {
 
 class SqliteStore final : public RegistryStore {
  public:
-  static constexpr int kLatestSchemaVersion = 6;
+  static constexpr int kLatestSchemaVersion = 7;
 
   // Opens (creating if needed) and migrates the database up to
   // target_schema_version. Throws StoreError if the file holds a newer schema
@@ -66,6 +66,8 @@ class SqliteStore final : public RegistryStore {
   std::uint64_t renew_member(const MemberReport& report) override;
   void remove_member(std::string_view id) override;
   std::vector<Member> read_members() override;
+  ShardView balance_shards(std::string_view member, const ShardSet& handoff) override;
+  std::vector<ShardRow> read_shards() override;
   int schema_version();
   // Runs PRAGMA integrity_check; returns "ok" when the file is sound.
   std::string integrity_check();

@@ -210,6 +210,8 @@ class RefusingOnceStore final : public store::RegistryStore {
   std::uint64_t renew_member(const store::MemberReport&) override { return 0; }
   void remove_member(std::string_view) override {}
   std::vector<store::Member> read_members() override { return {}; }
+  store::ShardView balance_shards(std::string_view, const store::ShardSet&) override { return {}; }
+  std::vector<store::ShardRow> read_shards() override { return {}; }
   std::vector<std::vector<store::OutboxEntry>> confirmations_seen;
 
  protected:

@@ -82,3 +82,27 @@ TEST_F(PostgresStoreTest, EveryResultObservesTheNewestSequenceAtItsCommit) {
 }
 
 }  // namespace
+
+namespace {
+
+// The shard rule on PostgreSQL (store/health_shards.h): two stores balance in
+// turns by the server's clock; a member whose lease ran out loses its shards.
+TEST_F(PostgresStoreTest, MembersShareTheHealthShardsThroughTheServer) {
+  store::PostgresStore first(options());
+  store::PostgresStore second(options());
+  first.renew_member({"a", "", 0, 60s});
+  EXPECT_EQ(first.balance_shards("a", {}).owned.count(), store::kHealthShards);
+  second.renew_member({"b", "", 0, 60s});
+  EXPECT_EQ(second.balance_shards("b", {}).owned.count(), 0u);
+  const auto asked = first.balance_shards("a", {}).requested;
+  EXPECT_EQ(asked.count(), store::kHealthShards / 2);
+  EXPECT_EQ(first.balance_shards("a", asked).owned.count(), store::kHealthShards / 2);
+  EXPECT_EQ(second.balance_shards("b", {}).owned.count(), store::kHealthShards / 2);
+  const auto rows = first.read_shards();
+  EXPECT_EQ(std::count_if(rows.begin(), rows.end(), [](const auto& r) { return r.owner == "b"; }),
+            static_cast<long>(store::kHealthShards / 2));
+  first.renew_member({"a", "", 0, 0ms});
+  EXPECT_EQ(second.balance_shards("b", {}).owned.count(), store::kHealthShards);
+}
+
+}  // namespace
