@@ -24,6 +24,10 @@ void check_log_level(const std::string& level) {
 }
 
 void validate(const Config& config) {
+  // Renewals every 250 ms: a lease must leave room for several of them.
+  if (config.member_lease < std::chrono::milliseconds(1000)) {
+    throw ConfigError("cluster.lease must be at least 1s");
+  }
   if (config.check_timeout >= config.check_interval) {
     throw ConfigError("health.timeout must be shorter than health.interval");
   }

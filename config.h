@@ -134,6 +134,10 @@ struct Config {
   // How often the checker re-reads every instance (another daemon may share the
   // database).
   std::chrono::milliseconds resync_interval = component_defaults::health.resync_period;
+  // [cluster]: membership among daemons sharing the database
+  // (store/cluster/membership.h). Empty id: host name, pid and a random suffix.
+  std::string member_id;
+  std::chrono::milliseconds member_lease{2000};
   // [log]
   std::string log_level = "info";
   // Not in the file: where to write the bound endpoints once serving (for

@@ -248,6 +248,15 @@ void apply_health_table(Config& config, const toml::table& root) {
   }
 }
 
+void apply_cluster_table(Config& config, const toml::table& root) {
+  TableReader cluster(root, "cluster");
+  cluster.known({"member_id", "lease"});
+  if (auto id = cluster.string("member_id")) config.member_id = *id;
+  if (auto lease = cluster.string("lease")) {
+    config.member_lease = parse_duration_setting(*lease, "cluster.lease");
+  }
+}
+
 void apply_log_table(Config& config, const toml::table& root) {
   TableReader log(root, "log");
   log.known({"level"});
@@ -266,8 +275,8 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     throw ConfigError(message.str());
   }
   for (const auto& [key, value] : root) {
-    static constexpr std::string_view kTables[] = {"db",    "store",  "http", "dns",
-                                                   "cache", "health", "log"};
+    static constexpr std::string_view kTables[] = {"db",    "store",  "http",    "dns",
+                                                   "cache", "health", "cluster", "log"};
     if (std::find(std::begin(kTables), std::end(kTables), key.str()) == std::end(kTables)) {
       throw ConfigError(source_name + ": unknown section [" + std::string(key.str()) + "]");
     }
@@ -279,6 +288,7 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     apply_dns_table(config, root);
     apply_cache_table(config, root);
     apply_health_table(config, root);
+    apply_cluster_table(config, root);
     apply_log_table(config, root);
   } catch (const ConfigError& error) {
     throw ConfigError(source_name + ": " + error.what());

@@ -224,6 +224,8 @@ store::CacheOptions Daemon::cache_options() {
 
 store::MembershipOptions Daemon::membership_options() const {
   store::MembershipOptions options;
+  options.id = config_.member_id;
+  options.lease = config_.member_lease;
   // As configured (port 0 means "any"): for operators reading /v1/status.
   options.endpoints =
       "dns=" + config_.dns_listen.to_string() + " http=" + config_.http_listen.to_string();

@@ -324,4 +324,15 @@ TEST(Config, TheDatabaseSettingChoosesSqliteOrPostgres) {
                daemon_config::ConfigError);
 }
 
+TEST(Config, ClusterSettings) {
+  Config config;
+  daemon_config::apply_toml(config, "[cluster]\nmember_id = \"dc1-a\"\nlease = \"5s\"\n",
+                            "cluster.toml");
+  EXPECT_EQ(config.member_id, "dc1-a");
+  EXPECT_EQ(config.member_lease, 5s);
+  test_support::TempDir dir;
+  std::ofstream(dir.file("short.toml")) << "[cluster]\nlease = \"100ms\"\n";
+  EXPECT_EQ(std::get<int>(load_args({"--config", dir.file("short.toml")})), 2);
+}
+
 }  // namespace
