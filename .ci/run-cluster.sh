@@ -9,28 +9,24 @@
 # (initdb runs as postgres through runuser).
 set -euo pipefail
 binary=$(realpath "$1")
-pg_bin=/usr/lib/postgresql/15/bin
 pg_port=${PG_PORT:-15432}
 redis_port=${REDIS_PORT:-16379}
 
 work=$(mktemp -d /tmp/discoveryd-cluster.XXXXXX)
-chown postgres "$work"
+source "$(dirname "$0")/local-postgres.sh"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  local_postgres_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 echo "run-cluster: PostgreSQL on 127.0.0.1:$pg_port (data in $work/pg)"
-runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg" -A trust -U discoveryd --no-sync >/dev/null
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/postgres.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start >/dev/null
-psql -q "postgresql://discoveryd@127.0.0.1:$pg_port/postgres" -c 'CREATE DATABASE discoveryd'
-db="postgresql://discoveryd@127.0.0.1:$pg_port/discoveryd"
+local_postgres_start "$work" "$pg_port"
+db=$LOCAL_POSTGRES_URL
 
 echo "run-cluster: Redis on 127.0.0.1:$redis_port"
 redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \

@@ -8,25 +8,21 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=$(realpath "${1:-build}")
 daemons=${2:-3}
 shift $(( $# < 2 ? $# : 2 ))
-pg_bin=/usr/lib/postgresql/15/bin
 pg_port=${PG_PORT:-25432}
 work=$(mktemp -d /tmp/discoveryd-bench-cluster.XXXXXX)
-chown postgres "$work"
+source "$here/../../.ci/local-postgres.sh"
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  local_postgres_stop "$work"
   rm -rf "$work"
 }
 trap cleanup EXIT
-runuser -u postgres -- "$pg_bin/initdb" -D "$work/pg" -A trust -U discoveryd >/dev/null
-runuser -u postgres -- "$pg_bin/pg_ctl" -D "$work/pg" -l "$work/postgres.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
-psql -q "postgresql://discoveryd@127.0.0.1:$pg_port/postgres" -c 'CREATE DATABASE discoveryd'
+local_postgres_start "$work" "$pg_port" -c max_connections=200
 http=() dns=()
 for n in $(seq "$daemons"); do
-  "$build/discoveryd" --db "postgresql://discoveryd@127.0.0.1:$pg_port/discoveryd" --redis none \
+  "$build/discoveryd" --db "$LOCAL_POSTGRES_URL" --redis none \
     --zones "$here/../../zones" --http-listen "127.0.0.1:$((18510 + n))" \
     --dns-listen "127.0.0.1:$((18610 + n))" --log-level warn \
     --ready-file "$work/ready-$n.json" >"$work/daemon-$n.log" 2>&1 &

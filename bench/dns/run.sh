@@ -8,6 +8,8 @@
 #                   a = near cache + Redis (production default)   b = near cache, --redis none
 #                   c = Redis, near cache off                     d = cold: Redis, near cache off,
 #                   e = SQLite only (no Redis, no near cache)          cache TTL 1 ms (always a miss)
+#                   f = as a, Redis killed once serving      p = as a, on PostgreSQL
+#                   q = as f, on PostgreSQL (p and q start a throwaway PostgreSQL; root)
 #   -s "SERVERS"  harness anchors run in the same invocation (default "echo-mmsg knot nsd")
 #   -r REPS       repetitions, interleaved (default 3)
 #   -l SECONDS    measured run (default 10)     -w SECONDS  warm-up before each run (default 2)
@@ -87,6 +89,28 @@ kill -TERM "$rpid"; wait "$rpid"
 [ "$rc" = 0 ] || die "registration failed"
 mv "$tdir/t.db" "$BENCH_WORK/dns/template.db"; rm -rf "$tdir"
 
+# 2b. configurations on PostgreSQL: a throwaway server, filled the same way once;
+#     the benchmarked daemons only read it
+case " $CONFIGS " in *" p "*|*" q "*)
+    pgdir=$(mktemp -d /tmp/discoveryd-bench-dns-pg.XXXXXX)
+    source "$ROOT/.ci/local-postgres.sh"
+    trap 'local_postgres_stop "$pgdir"; rm -rf "$pgdir"' EXIT
+    local_postgres_start "$pgdir" "${DNS_PG_PORT:-25433}" || die "PostgreSQL did not start"
+    export DNS_PG_URL=$LOCAL_POSTGRES_URL
+    log "registering $N x $K instances over HTTP into PostgreSQL"
+    "$DISCOVERYD" --db "$DNS_PG_URL" --redis none --dns-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+        --zones "$ROOT/zones" --log-level warn --ready-file "$pgdir/ready.json" >"$pgdir/log" 2>&1 &
+    rpid=$!
+    for _ in $(seq 1 100); do [ -s "$pgdir/ready.json" ] && break; sleep 0.1; done
+    http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$pgdir/ready.json" 2>/dev/null)
+    [ -n "$http" ] || { kill "$rpid"; cat "$pgdir/log"; die "registration daemon on PostgreSQL did not start"; }
+    "$HERE/register.py" "$DATA/service.discovery.zone" "$http" --threads 16 | tee "$OUT/register-pg.txt"
+    rc=${PIPESTATUS[0]}
+    kill -TERM "$rpid"; wait "$rpid"
+    [ "$rc" = 0 ] || die "registration into PostgreSQL failed"
+    ;;
+esac
+
 # 3. the discoveryd servers for anchors.sh -x
 X=()
 for c in $CONFIGS; do
@@ -96,7 +120,10 @@ for c in $CONFIGS; do
         c) X+=(-x "discoveryd-c-redis-nonear 5313 $HERE/serve.sh redis-nonear 5313") ;;
         d) X+=(-x "discoveryd-d-cold 5314 $HERE/serve.sh cold 5314") ;;
         e) X+=(-x "discoveryd-e-sqlite 5315 $HERE/serve.sh sqlite 5315") ;;
-        *) die "unknown config '$c' (a b c d e)" ;;
+        f) X+=(-x "discoveryd-f-redis-dead 5316 $HERE/serve.sh redis-dead 5316") ;;
+        p) X+=(-x "discoveryd-p-pg-redis 5317 $HERE/serve.sh pg-redis 5317") ;;
+        q) X+=(-x "discoveryd-q-pg-redis-dead 5318 $HERE/serve.sh pg-redis-dead 5318") ;;
+        *) die "unknown config '$c' (a b c d e f p q)" ;;
     esac
 done
 {

@@ -9,6 +9,9 @@
 #   cold          near cache off, Redis, cache TTL 1 ms: every lookup a
 #                 Redis miss -> SQLite read -> fenced Redis fill        [config d]
 #   sqlite        near cache off, --redis none: every lookup a SQLite read [config e]
+#   redis-dead    near cache on, its Redis killed once it serves           [config f]
+#   pg-redis      as redis, on PostgreSQL (DNS_PG_URL; run.sh starts one)  [config p]
+#   pg-redis-dead as redis-dead, on PostgreSQL                             [config q]
 #
 # Uses a copy of the template database that bench/dns/run.sh filled over HTTP
 # (DNS_TEMPLATE_DB, default $BENCH_WORK/dns/template.db), so the daemon serves
@@ -31,20 +34,30 @@ WORK=${BENCH_WORK:-$ROOT/bench/.work}
 TEMPLATE=${DNS_TEMPLATE_DB:-$WORK/dns/template.db}
 ZONES=${DNS_ZONES:-$ROOT/zones}
 
+kill_redis=0 pg=0
 case $CFG in
     redis)        use_redis=1 near=true  ttl=30s ;;
     noredis)      use_redis=0 near=true  ttl=30s ;;
     redis-nonear) use_redis=1 near=false ttl=30s ;;
     cold)         use_redis=1 near=false ttl=1ms ;;
     sqlite)       use_redis=0 near=false ttl=30s ;;
+    redis-dead)   use_redis=1 near=true  ttl=30s kill_redis=1 ;;
+    pg-redis)     use_redis=1 near=true  ttl=30s pg=1 ;;
+    pg-redis-dead) use_redis=1 near=true ttl=30s pg=1 kill_redis=1 ;;
     *) echo "serve.sh: unknown CONFIG '$CFG'" >&2; exit 2 ;;
 esac
 [ -x "$BIN" ] || { echo "serve.sh: $BIN not built" >&2; exit 1; }
-[ -s "$TEMPLATE" ] || { echo "serve.sh: no template DB $TEMPLATE (bench/dns/run.sh makes it)" >&2; exit 1; }
+if [ $pg = 1 ]; then
+    [ -n "${DNS_PG_URL:-}" ] || { echo "serve.sh: $CFG needs DNS_PG_URL (bench/dns/run.sh sets it)" >&2; exit 1; }
+else
+    [ -s "$TEMPLATE" ] || { echo "serve.sh: no template DB $TEMPLATE (bench/dns/run.sh makes it)" >&2; exit 1; }
+fi
 
 mkdir -p "$WORK/dns"
 tmp=$(mktemp -d "$WORK/dns/serve-$CFG.XXXXXX")
-cp "$TEMPLATE" "$tmp/d.db"
+db=$tmp/d.db
+# PostgreSQL: the database run.sh filled, shared by the runs (they only read it).
+if [ $pg = 1 ]; then db=$DNS_PG_URL; else cp "$TEMPLATE" "$tmp/d.db"; fi
 rpid="" dpid="" redis_addr=none
 
 ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null; }
@@ -94,10 +107,10 @@ ttl = "$ttl"
 [log]
 level = "warn"
 CONF
-echo "serve.sh: config=$CFG redis=$redis_addr near_cache=$near cache_ttl=$ttl db=$tmp/d.db"
+echo "serve.sh: config=$CFG redis=$redis_addr near_cache=$near cache_ttl=$ttl db=$db"
 extra=()
 [ -n "${DNS_REDIS_TIMEOUT:-}" ] && extra+=(--redis-timeout "$DNS_REDIS_TIMEOUT")
-"$BIN" --config "$tmp/discoveryd.toml" --db "$tmp/d.db" --redis "$redis_addr" "${extra[@]}" \
+"$BIN" --config "$tmp/discoveryd.toml" --db "$db" --redis "$redis_addr" "${extra[@]}" \
     --dns-listen "127.0.0.1:$PORT" --http-listen 127.0.0.1:0 --zones "$ZONES" \
     --log-level warn --ready-file "$tmp/ready.json" > >(tee "$tmp/daemon.log") 2>&1 &
 dpid=$!
@@ -111,6 +124,11 @@ for _ in $(seq 1 100); do
     fi
     sleep 0.1
 done
+if [ $kill_redis = 1 ] && [ -n "$rpid" ]; then
+    # Redis dies once the daemon trusts it: the near cache must carry on alone.
+    kill -KILL "$rpid"; wait "$rpid" 2>/dev/null; rpid=""
+    echo "serve.sh: Redis killed"
+fi
 rss_start=$(status_kb "$dpid" VmRSS)
 echo "serve.sh: serving, daemon pid $dpid, redis pid ${rpid:-none}; start status: $(curl -s --max-time 1 "http://$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$tmp/ready.json")/v1/status" | grep -o '"cache":{[^}]*}')"
 while kill -0 "$dpid" 2>/dev/null; do wait "$dpid"; done
