@@ -50,6 +50,7 @@ Checker::Impl::Impl(asio::io_context& io, store::RegistryStore& store, store::Wr
       flush_timer_(io),
       resync_timer_(io),
       urgent_flush_timer_(io),
+      foreign_timer_(io),
       background_(background) {
   if (!options_.sharded) owned_.set();
   owned_count_.store(owned_.count());
@@ -69,6 +70,7 @@ void Checker::Impl::stop() {
   flush_timer_.cancel();
   resync_timer_.cancel();
   urgent_flush_timer_.cancel();
+  foreign_timer_.cancel();
   waiting_.clear();
   queued_.store(0);
   prober_.cancel_all();

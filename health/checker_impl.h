@@ -230,6 +230,7 @@ class Checker::Impl : public std::enable_shared_from_this<Checker::Impl> {
   boost::asio::steady_timer flush_timer_;
   boost::asio::steady_timer resync_timer_;
   boost::asio::steady_timer urgent_flush_timer_;
+  boost::asio::steady_timer foreign_timer_;  // delays rereads of others' changes
   bool urgent_flush_armed_ = false;
   SteadyClock::time_point armed_at_ = SteadyClock::time_point::max();
   SteadyClock::time_point last_wake_{};

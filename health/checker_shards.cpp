@@ -16,6 +16,11 @@ namespace {
 namespace asio = boost::asio;
 
 constexpr auto kReadRetry = std::chrono::milliseconds(500);
+// Services other daemons changed are reread together at most this often: a
+// reread reads the whole service, and a burst of registrations elsewhere must
+// not turn into one read of a large service per change. A new instance is
+// probed at a random point of its interval anyway.
+constexpr auto kForeignRereadDelay = std::chrono::milliseconds(500);
 
 }  // namespace
 
@@ -94,8 +99,8 @@ void Checker::Impl::read_shards(const store::ShardSet& shards) {
   });
 }
 
-// Feed thread: services another daemon changed are reread together, one
-// background read at a time however fast the changes come.
+// Feed thread: services another daemon changed are reread together after
+// kForeignRereadDelay, one background read at a time however fast they come.
 void Checker::Impl::note_foreign_changes(const std::vector<store::Change>& changes) {
   bool schedule = false;
   {
@@ -104,7 +109,15 @@ void Checker::Impl::note_foreign_changes(const std::vector<store::Change>& chang
     schedule = !foreign_read_scheduled_ && !foreign_services_.empty();
     if (schedule) foreign_read_scheduled_ = true;
   }
-  if (schedule) post_background([self = shared_from_this()] { self->reread_foreign(); });
+  if (!schedule) return;
+  asio::post(io_, [self = shared_from_this()] {
+    if (self->stopping_) return;
+    self->foreign_timer_.expires_after(kForeignRereadDelay);
+    self->foreign_timer_.async_wait([self](const boost::system::error_code& ec) {
+      if (ec || self->stopping_) return;
+      self->post_background([self] { self->reread_foreign(); });
+    });
+  });
 }
 
 void Checker::Impl::reread_foreign() {

@@ -102,6 +102,29 @@ Param param(std::string_view value) {
 Param param(const char* value) {
   return std::string(value);
 }
+Param text_array(const std::vector<std::string_view>& values) {
+  std::string out = "{";
+  for (const auto value : values) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : value) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+Param bigint_array(const std::vector<std::int64_t>& values) {
+  std::string out = "{";
+  for (const auto value : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(value);
+  }
+  return out + "}";
+}
+
 Param param(std::optional<double> value) {
   return value ? param(*value) : Param{};
 }
@@ -235,9 +258,26 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params) 
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const Param& value : params) values.push_back(value ? value->c_str() : nullptr);
-  const std::string statement(sql);
-  if (!PQsendQueryParams(conn_, statement.c_str(), static_cast<int>(values.size()), nullptr,
-                         values.data(), nullptr, nullptr, /*text results*/ 0)) {
+  std::string statement(sql);
+  if (params.empty()) {
+    if (!PQsendQueryParams(conn_, statement.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
+                           /*text results*/ 0)) {
+      fail("send");
+    }
+    return finish_query();
+  }
+  auto found = prepared_.find(statement);
+  if (found == prepared_.end()) {
+    std::string name = "s" + std::to_string(prepared_.size() + 1);
+    if (!PQsendPrepare(conn_, name.c_str(), statement.c_str(), static_cast<int>(values.size()),
+                       nullptr)) {
+      fail("send");
+    }
+    finish_query();  // throws if the statement does not parse
+    found = prepared_.emplace(std::move(statement), std::move(name)).first;
+  }
+  if (!PQsendQueryPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()),
+                           values.data(), nullptr, nullptr, /*text results*/ 0)) {
     fail("send");
   }
   return finish_query();

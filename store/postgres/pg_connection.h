@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "store/postgres/postgres_store.h"
@@ -74,6 +75,10 @@ Param param(double value);
 Param param(std::string_view value);
 Param param(const char* value);
 Param param(std::optional<double> value);
+// Array parameters in text format, for statements over many rows at once
+// (unnest($1::text[], ...)): every element quoted and escaped.
+Param text_array(const std::vector<std::string_view>& values);
+Param bigint_array(const std::vector<std::int64_t>& values);
 
 class Connection {
  public:
@@ -85,7 +90,9 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  // One statement with parameters; throws PgError.
+  // One statement with parameters; throws PgError. A statement with parameters
+  // is prepared on its first use on this connection and executed by name from
+  // then on: the server parses and plans it once, not per call.
   Result exec(std::string_view sql, const std::vector<Param>& params = {});
   // Several statements without parameters (migrations); throws PgError.
   void exec_script(std::string_view sql);
@@ -99,6 +106,7 @@ class Connection {
   [[noreturn]] void fail(std::string what, pg_result* result = nullptr);
 
   pg_conn* conn_ = nullptr;
+  std::unordered_map<std::string, std::string> prepared_;  // statement text -> name
   std::chrono::milliseconds answer_timeout_;
   bool broken_ = false;
 };

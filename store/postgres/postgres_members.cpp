@@ -80,21 +80,6 @@ std::vector<Member> PostgresStore::read_members() {
 
 namespace {
 
-// A text[] literal: every element double-quoted, backslashes and quotes escaped.
-std::string text_array(const std::vector<std::string_view>& values) {
-  std::string out = "{";
-  for (const auto value : values) {
-    if (out.size() > 1) out += ',';
-    out += '"';
-    for (const char c : value) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
-  }
-  return out + "}";
-}
-
 std::vector<ShardRow> shard_rows(const Result& result) {
   std::vector<ShardRow> rows(kHealthShards);
   for (int row = 0; row < result.rows(); ++row) {
@@ -114,21 +99,18 @@ ShardView balance_in_transaction(Connection& db, std::string_view member, const 
   for (int row = 0; row < members.rows(); ++row) live.insert(members.string(row, 0));
   const auto plan = plan_shards(member, live, rows, handoff);
   if (!plan.updates.empty()) {
-    std::string shards = "{";
+    std::vector<std::int64_t> shards;
     std::vector<std::string_view> owners, requesters;
     for (const auto& [shard, row] : plan.updates) {
-      if (shards.size() > 1) shards += ',';
-      shards += std::to_string(shard);
+      shards.push_back(shard);
       owners.push_back(row.owner);
       requesters.push_back(row.requested_by);
     }
-    shards += '}';
     db.exec(
         "UPDATE health_shards AS h SET owner = u.owner, requested_by = u.requested_by "
         "FROM unnest($1::integer[], $2::text[], $3::text[]) AS u(shard, owner, requested_by) "
         "WHERE h.shard = u.shard",
-        {param(std::string_view(shards)), param(std::string_view(text_array(owners))),
-         param(std::string_view(text_array(requesters)))});
+        {bigint_array(shards), text_array(owners), text_array(requesters)});
   }
   return plan.view;
 }

@@ -14,9 +14,6 @@ namespace {
 Param param(const std::string& text) {
   return postgres::param(std::string_view(text));
 }
-Param param_u(std::uint64_t value) {
-  return postgres::param(static_cast<std::int64_t>(value));
-}
 using postgres::param;
 
 std::optional<Instance> find_instance(Connection& db, const std::string& service,
@@ -60,12 +57,18 @@ std::uint64_t renew(Connection& db, const Instance& existing) {
   return existing.renewals + 1;
 }
 
-// Inserts or rewrites the row. A changed registration starts its health history
-// afresh (the failures counted against an old address or check say nothing
-// about the new one); it is a renewal too (a new row starts at 0).
-void write_registration(Connection& db, const Registration& reg, TimePoint now) {
-  db.exec(
-      std::string("INSERT INTO instances (") + kInstanceColumns +
+// Bumps the service's version and inserts or rewrites the row, in one
+// statement (one round trip; the service row's insert is visible to the
+// instance's foreign key, checked at the end of the statement). A changed
+// registration starts its health history afresh (the failures counted against
+// an old address or check say nothing about the new one); it is a renewal too
+// (a new row starts at 0). Returns the version.
+std::uint64_t write_registration(Connection& db, const Registration& reg, TimePoint now) {
+  const auto result = db.exec(
+      std::string("WITH bump AS (INSERT INTO services (name, version) VALUES ($1, 1) "
+                  "ON CONFLICT (name) DO UPDATE SET version = services.version + 1 "
+                  "RETURNING version), row AS (INSERT INTO instances (") +
+          kInstanceColumns +
           ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,NULL,NULL,0,NULL,0) "
           "ON CONFLICT (service, id) DO UPDATE SET address = excluded.address, "
           "port = excluded.port, tags = excluded.tags, meta = excluded.meta, "
@@ -75,7 +78,7 @@ void write_registration(Connection& db, const Registration& reg, TimePoint now) 
           "check_timeout_ms = excluded.check_timeout_ms, "
           "check_ttl_ms = excluded.check_ttl_ms, check_failures = excluded.check_failures, "
           "updated_at_ms = excluded.updated_at_ms, consecutive_failures = 0, "
-          "renewals = instances.renewals + 1",
+          "renewals = instances.renewals + 1) SELECT version FROM bump",
       {param(reg.service), param(reg.id), param(reg.address.to_string()),
        param(std::int64_t{reg.port}), param(tags_to_json(reg.tags)), param(meta_to_json(reg.meta)),
        param(std::int64_t{reg.weight}), param(to_string(reg.check.type)), param(reg.check.path),
@@ -84,6 +87,7 @@ void write_registration(Connection& db, const Registration& reg, TimePoint now) 
        param(static_cast<std::int64_t>(reg.check.timeout.count())),
        param(static_cast<std::int64_t>(reg.check.ttl.count())),
        param(std::int64_t{reg.check.failures}), param(to_ms(now)), param(to_ms(now))});
+  return static_cast<std::uint64_t>(result.int64(0, 0));
 }
 
 }  // namespace
@@ -110,9 +114,7 @@ MutationResult PostgresStore::apply_one(const Upsert& upsert, TimePoint now) {
     set_strategy(db, reg.service, *reg.lb);
     return {Outcome::updated, version, {}, previous_lb, renewals};
   }
-  // The service row first: instances reference it.
-  const std::uint64_t version = bump_version(db, reg.service);
-  write_registration(db, reg, now);
+  const std::uint64_t version = write_registration(db, reg, now);
   if (previous_lb) set_strategy(db, reg.service, *reg.lb);
   const Outcome outcome = existing ? Outcome::updated : Outcome::created;
   return {outcome, version, {}, previous_lb, existing ? existing->renewals + 1 : 0};
@@ -120,10 +122,15 @@ MutationResult PostgresStore::apply_one(const Upsert& upsert, TimePoint now) {
 
 MutationResult PostgresStore::apply_one(const Deregister& deregister, TimePoint) {
   Connection& db = *writer_;
-  const auto removed = db.exec("DELETE FROM instances WHERE service = $1 AND id = $2 RETURNING id",
-                               {param(deregister.service), param(deregister.id)});
+  // The delete and the version bump in one statement: the bump happens only if
+  // a row went.
+  const auto removed = db.exec(
+      "WITH gone AS (DELETE FROM instances WHERE service = $1 AND id = $2 RETURNING id) "
+      "INSERT INTO services (name, version) SELECT $1, 1 FROM gone "
+      "ON CONFLICT (name) DO UPDATE SET version = services.version + 1 RETURNING version",
+      {param(deregister.service), param(deregister.id)});
   if (removed.rows() == 0) return no_change(db, Outcome::not_found, deregister.service);
-  return {Outcome::removed, bump_version(db, deregister.service), {}, {}};
+  return {Outcome::removed, static_cast<std::uint64_t>(removed.int64(0, 0)), {}, {}};
 }
 
 MutationResult PostgresStore::apply_one(const Heartbeat& heartbeat, TimePoint now) {
@@ -166,15 +173,26 @@ MutationResult PostgresStore::apply_one(const RecordChecks& checks, TimePoint) {
   // A count based on older renewals is stale: the renewal since cleared it (the
   // checker learns of it from the commit and counts afresh). The check time is
   // written regardless; an instance removed meanwhile simply matches no row.
+  // One statement for the whole batch (the checker sends one record per
+  // instance at most).
+  if (checks.records.empty()) return {Outcome::unchanged, 0, {}, {}};
+  std::vector<std::string_view> services, ids;
+  std::vector<std::int64_t> checked_at, renewals, failures;
   for (const CheckRecord& record : checks.records) {
-    db.exec(
-        "UPDATE instances SET last_check_at_ms = $1, consecutive_failures = "
-        "CASE WHEN renewals = $2 THEN $3::bigint ELSE consecutive_failures END "
-        "WHERE service = $4 AND id = $5",
-        {param(to_ms(record.checked_at)), param_u(record.renewals),
-         param(std::int64_t{record.consecutive_failures}), param(record.service),
-         param(record.id)});
+    services.push_back(record.service);
+    ids.push_back(record.id);
+    checked_at.push_back(to_ms(record.checked_at));
+    renewals.push_back(static_cast<std::int64_t>(record.renewals));
+    failures.push_back(record.consecutive_failures);
   }
+  db.exec(
+      "UPDATE instances AS i SET last_check_at_ms = r.checked_at, consecutive_failures = "
+      "CASE WHEN i.renewals = r.renewals THEN r.failures ELSE i.consecutive_failures END "
+      "FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) "
+      "AS r(service, id, checked_at, renewals, failures) "
+      "WHERE i.service = r.service AND i.id = r.id",
+      {text_array(services), text_array(ids), bigint_array(checked_at), bigint_array(renewals),
+       bigint_array(failures)});
   return {Outcome::unchanged, 0, {}, {}};
 }
 

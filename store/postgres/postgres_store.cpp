@@ -18,12 +18,26 @@ namespace {
 struct BatchFailure {
   std::string reason;
   bool retry = false;
+  bool isolate = false;  // a mutation failed: run the batch again, each under a savepoint
+};
+
+// A mutation of a batch run without savepoints failed (run_transaction).
+struct MutationFailed {
+  std::string reason;
 };
 
 // How often a batch runs again after a serialisation failure or deadlock; a
 // connection found dead is retried once (then the server is likely down).
 constexpr int kMaxSerialisationRetries = 3;
 constexpr int kMaxConnectionRetries = 1;
+
+void rollback_quietly(Connection& db) {
+  if (!db.usable()) return;
+  try {
+    db.exec("ROLLBACK");
+  } catch (const PgError&) {
+  }
+}
 
 }  // namespace
 
@@ -42,19 +56,21 @@ PostgresStore::~PostgresStore() = default;
 
 std::uint64_t PostgresStore::record_change(const std::string& service, std::uint64_t version,
                                            TimePoint now) {
-  writer_->exec(
-      "INSERT INTO cache_outbox (service, version) VALUES ($1, $2) ON CONFLICT (service) "
-      "DO UPDATE SET version = greatest(cache_outbox.version, excluded.version)",
-      {param(std::string_view(service)), param(static_cast<std::int64_t>(version))});
   // The clock row's lock (taken at BEGIN, see run_transaction) serialises the
   // writers of every daemon, so sequences commit in order; a rolled-back
-  // savepoint rolls its number back too, so there are no gaps.
-  const auto tick = writer_->exec("UPDATE registry_clock SET seq = seq + 1 RETURNING seq");
+  // savepoint rolls its number back too, so there are no gaps. One statement
+  // (one round trip): the outbox entry, the tick and the feed row.
+  const auto tick = writer_->exec(
+      "WITH tick AS (UPDATE registry_clock SET seq = seq + 1 RETURNING seq), "
+      "outbox AS (INSERT INTO cache_outbox (service, version) VALUES ($1, $2) "
+      "ON CONFLICT (service) DO UPDATE SET version = greatest(cache_outbox.version, "
+      "excluded.version)), "
+      "feed AS (INSERT INTO changes (seq, service, version, committed_at_ms) "
+      "SELECT seq, $1, $2, $3 FROM tick) "
+      "SELECT seq FROM tick",
+      {param(std::string_view(service)), param(static_cast<std::int64_t>(version)),
+       param(to_ms(now))});
   const auto sequence = static_cast<std::uint64_t>(tick.int64(0, 0));
-  writer_->exec(
-      "INSERT INTO changes (seq, service, version, committed_at_ms) VALUES ($1, $2, $3, $4)",
-      {param(static_cast<std::int64_t>(sequence)), param(std::string_view(service)),
-       param(static_cast<std::int64_t>(version)), param(to_ms(now))});
   if (sequence > options_.change_retention && sequence % 1024 == 0) {
     // Pruned in steps, not per change: one range delete on the primary key (the
     // same points as SQLite, so both keep the same feed for the same history).
@@ -64,34 +80,37 @@ std::uint64_t PostgresStore::record_change(const std::string& service, std::uint
   return sequence;
 }
 
-MutationResult PostgresStore::apply_mutation(const Mutation& mutation, TimePoint now) {
-  writer_->exec("SAVEPOINT mutation");
+// When isolated, the mutation's savepoint is set by the caller (run_transaction:
+// the previous one released and the next set in one round trip; COMMIT releases
+// the last). When not, a failure ends the attempt (MutationFailed).
+MutationResult PostgresStore::apply_mutation(const Mutation& mutation, TimePoint now,
+                                             bool isolated) {
   try {
     MutationResult result = std::visit([&](const auto& m) { return apply_one(m, now); }, mutation);
     if (result.changed()) {
       result.sequence = record_change(service_of(mutation), result.service_version, now);
     }
-    writer_->exec("RELEASE SAVEPOINT mutation");
     return result;
   } catch (const PgError& error) {
     // A lost connection takes the whole transaction with it.
     if (error.connection_lost()) throw;
     const std::string reason = describe_failure(error);
-    // Undoes this mutation only (its row locks and sequence number too).
+    if (!isolated) throw MutationFailed{reason};
+    // Undoes this mutation only (its row locks and sequence number too); the
+    // savepoint stays and is released before the next mutation.
     writer_->exec("ROLLBACK TO SAVEPOINT mutation");
-    writer_->exec("RELEASE SAVEPOINT mutation");
     return {Outcome::failed, 0, reason, {}};
   } catch (const std::exception& error) {
     // A row that cannot be read back (a corrupt address or JSON): this mutation
     // fails, the others stand.
+    if (!isolated) throw MutationFailed{error.what()};
     writer_->exec("ROLLBACK TO SAVEPOINT mutation");
-    writer_->exec("RELEASE SAVEPOINT mutation");
     return {Outcome::failed, 0, error.what(), {}};
   }
 }
 
 std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutation> mutations,
-                                                           TimePoint now,
+                                                           TimePoint now, bool isolated,
                                                            std::span<const OutboxEntry> confirmed) {
   std::vector<MutationResult> results;
   results.reserve(mutations.size());
@@ -112,7 +131,11 @@ std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutat
     }
     bool changed = false;
     for (const Mutation& mutation : mutations) {
-      results.push_back(apply_mutation(mutation, now));
+      if (isolated) {
+        writer_->exec_script(results.empty() ? "SAVEPOINT mutation"
+                                             : "RELEASE SAVEPOINT mutation; SAVEPOINT mutation");
+      }
+      results.push_back(apply_mutation(mutation, now, isolated));
       if (results.back().changed()) {
         changed = true;
         observed = results.back().sequence;
@@ -128,14 +151,12 @@ std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutat
                     {param(static_cast<std::int64_t>(observed))});
     }
   } catch (const PgError& error) {
-    if (writer_->usable()) {
-      try {
-        writer_->exec("ROLLBACK");
-      } catch (const PgError&) {
-      }
-    }
+    rollback_quietly(*writer_);
     // Nothing was committed, COMMIT was not even sent: safe to run again.
     throw BatchFailure{describe_failure(error), error.connection_lost() || error.retryable()};
+  } catch (const MutationFailed& failure) {
+    rollback_quietly(*writer_);
+    throw BatchFailure{failure.reason, true, true};
   }
   try {
     writer_->exec("COMMIT");
@@ -162,6 +183,7 @@ std::vector<MutationResult> PostgresStore::apply_batch(std::span<const Mutation>
   std::lock_guard lock(write_mutex_);
   int connection_retries = 0;
   int serialisation_retries = 0;
+  bool isolated = false;
   while (true) {
     std::string reason;
     bool lost = false;
@@ -172,12 +194,16 @@ std::vector<MutationResult> PostgresStore::apply_batch(std::span<const Mutation>
         writer_.reset();
         writer_ = std::make_unique<Connection>(options_);
       }
-      return run_transaction(mutations, now, confirmed);
+      return run_transaction(mutations, now, isolated, confirmed);
     } catch (const PgError& error) {  // reconnecting failed
       return std::vector<MutationResult>(
           mutations.size(), MutationResult{Outcome::failed, 0, describe_failure(error), {}});
     } catch (BatchFailure& failure) {
       reason = std::move(failure.reason);
+      if (failure.isolate && !isolated) {
+        isolated = true;  // once: the failing mutation then fails alone
+        continue;
+      }
       lost = !writer_->usable();
       const bool again =
           failure.retry && (lost ? connection_retries++ < kMaxConnectionRetries

@@ -85,9 +85,15 @@ class PostgresStore final : public RegistryStore {
   std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations, TimePoint now,
                                           std::span<const OutboxEntry> confirmed) override;
   // One attempt at the batch's transaction; throws BatchFailure (postgres_store.cpp).
+  // `isolated`: each mutation under its own savepoint. The first attempt runs
+  // without: savepoints cost a round trip and a subtransaction each, and more
+  // than 64 subtransactions in one transaction make PostgreSQL's visibility
+  // checks slow (the subtransaction cache overflows). Only when a mutation
+  // fails is the batch run again isolated, so that it fails alone.
   std::vector<MutationResult> run_transaction(std::span<const Mutation> mutations, TimePoint now,
+                                              bool isolated,
                                               std::span<const OutboxEntry> confirmed);
-  MutationResult apply_mutation(const Mutation& mutation, TimePoint now);
+  MutationResult apply_mutation(const Mutation& mutation, TimePoint now, bool isolated);
   MutationResult apply_one(const Upsert& upsert, TimePoint now);
   MutationResult apply_one(const Deregister& deregister, TimePoint now);
   MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
