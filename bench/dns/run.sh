@@ -73,20 +73,27 @@ fi
 QARGS=()
 for f in "${QFILES[@]}"; do QARGS+=(-q "$f"); done
 
+# register_zone DB DIR REPORT: a daemon on DB (its ready file and log in DIR)
+# gets the zone's N x K instances over HTTP; REPORT keeps register.py's output.
+register_zone() {
+    local db=$1 dir=$2 report=$3 pid http rc
+    "$DISCOVERYD" --db "$db" --redis none --dns-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
+        --zones "$ROOT/zones" --log-level warn --ready-file "$dir/ready.json" >"$dir/log" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 100); do [ -s "$dir/ready.json" ] && break; sleep 0.1; done
+    http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$dir/ready.json" 2>/dev/null)
+    [ -n "$http" ] || { kill "$pid"; cat "$dir/log"; die "registration daemon on $db did not start"; }
+    "$HERE/register.py" "$DATA/service.discovery.zone" "$http" --threads 16 | tee "$report"
+    rc=${PIPESTATUS[0]}
+    kill -TERM "$pid"; wait "$pid"
+    [ "$rc" = 0 ] || die "registration into $db failed"
+}
+
 # 2. register the zone's N x K instances over HTTP into a template database; every
 #    benchmarked daemon starts on a copy of it (bench/dns/serve.sh)
 log "registering $N x $K instances over HTTP"
 tdir=$(mktemp -d "$BENCH_WORK/dns/register.XXXXXX")
-"$DISCOVERYD" --db "$tdir/t.db" --redis none --dns-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-    --zones "$ROOT/zones" --log-level warn --ready-file "$tdir/ready.json" >"$tdir/log" 2>&1 &
-rpid=$!
-for _ in $(seq 1 100); do [ -s "$tdir/ready.json" ] && break; sleep 0.1; done
-http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$tdir/ready.json" 2>/dev/null)
-[ -n "$http" ] || { kill "$rpid"; cat "$tdir/log"; die "registration daemon did not start"; }
-"$HERE/register.py" "$DATA/service.discovery.zone" "$http" --threads 16 | tee "$OUT/register.txt"
-rc=${PIPESTATUS[0]}
-kill -TERM "$rpid"; wait "$rpid"
-[ "$rc" = 0 ] || die "registration failed"
+register_zone "$tdir/t.db" "$tdir" "$OUT/register.txt"
 mv "$tdir/t.db" "$BENCH_WORK/dns/template.db"; rm -rf "$tdir"
 
 # 2b. configurations on PostgreSQL: a throwaway server, filled the same way once;
@@ -98,16 +105,7 @@ case " $CONFIGS " in *" p "*|*" q "*)
     local_postgres_start "$pgdir" "${DNS_PG_PORT:-25433}" || die "PostgreSQL did not start"
     export DNS_PG_URL=$LOCAL_POSTGRES_URL
     log "registering $N x $K instances over HTTP into PostgreSQL"
-    "$DISCOVERYD" --db "$DNS_PG_URL" --redis none --dns-listen 127.0.0.1:0 --http-listen 127.0.0.1:0 \
-        --zones "$ROOT/zones" --log-level warn --ready-file "$pgdir/ready.json" >"$pgdir/log" 2>&1 &
-    rpid=$!
-    for _ in $(seq 1 100); do [ -s "$pgdir/ready.json" ] && break; sleep 0.1; done
-    http=$(sed -n 's/.*"http":"\([^"]*\)".*/\1/p' "$pgdir/ready.json" 2>/dev/null)
-    [ -n "$http" ] || { kill "$rpid"; cat "$pgdir/log"; die "registration daemon on PostgreSQL did not start"; }
-    "$HERE/register.py" "$DATA/service.discovery.zone" "$http" --threads 16 | tee "$OUT/register-pg.txt"
-    rc=${PIPESTATUS[0]}
-    kill -TERM "$rpid"; wait "$rpid"
-    [ "$rc" = 0 ] || die "registration into PostgreSQL failed"
+    register_zone "$DNS_PG_URL" "$pgdir" "$OUT/register-pg.txt"
     ;;
 esac
 
