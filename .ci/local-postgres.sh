@@ -6,6 +6,7 @@
 #       127.0.0.1:PORT (socket in DIR), create database discoveryd; sets
 #       LOCAL_POSTGRES_URL. Trust authentication: loopback only, a throwaway.
 #   local_postgres_stop DIR                             fast shutdown
+#   local_cluster_cleanup DIR PID...                    the EXIT trap of a cluster script
 local_postgres_bin() {
   ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1
 }
@@ -35,4 +36,15 @@ local_postgres_stop() {
   [ -n "$bin" ] && [ -d "$1/pg" ] &&
     runuser -u postgres -- "$bin/pg_ctl" -D "$1/pg" -m fast stop >/dev/null 2>&1
   return 0
+}
+
+# local_cluster_cleanup DIR PID...: what an EXIT trap does: TERM the processes,
+# reap them, stop the server and remove DIR.
+local_cluster_cleanup() {
+  local dir=$1 pid
+  shift
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do wait "$pid" 2>/dev/null || true; done
+  local_postgres_stop "$dir"
+  rm -rf "$dir"
 }

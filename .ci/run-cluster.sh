@@ -15,13 +15,7 @@ redis_port=${REDIS_PORT:-16379}
 work=$(mktemp -d /tmp/discoveryd-cluster.XXXXXX)
 source "$(dirname "$0")/local-postgres.sh"
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  local_postgres_stop "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'local_cluster_cleanup "$work" "${pids[@]}"' EXIT
 trap 'exit 0' INT TERM
 
 echo "run-cluster: PostgreSQL on 127.0.0.1:$pg_port (data in $work/pg)"

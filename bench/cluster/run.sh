@@ -12,13 +12,7 @@ pg_port=${PG_PORT:-25432}
 work=$(mktemp -d /tmp/discoveryd-bench-cluster.XXXXXX)
 source "$here/../../.ci/local-postgres.sh"
 pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  local_postgres_stop "$work"
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'local_cluster_cleanup "$work" "${pids[@]}"' EXIT
 local_postgres_start "$work" "$pg_port" -c max_connections=200
 http=() dns=()
 for n in $(seq "$daemons"); do
