@@ -78,6 +78,13 @@ double Result::real(int row, int column) const {
   }
   return number;
 }
+std::uint64_t Result::affected_rows() const {
+  const char* count = PQcmdTuples(result_.get());
+  std::uint64_t value = 0;
+  if (count) std::from_chars(count, count + std::char_traits<char>::length(count), value);
+  return value;
+}
+
 std::optional<std::int64_t> Result::optional_int64(int row, int column) const {
   if (is_null(row, column)) return std::nullopt;
   return int64(row, column);
@@ -200,6 +207,14 @@ void Connection::fail(std::string what, pg_result* result) {
   throw PgError(what + ": " + message, sqlstate, broken_);
 }
 
+void Connection::time_out() {
+  // The server did not answer: the connection's state is unknown, drop it.
+  broken_ = true;
+  throw PgError(
+      "no answer from the server within " + std::to_string(answer_timeout_.count()) + " ms", "",
+      true);
+}
+
 bool Connection::wait_socket(bool for_write, std::chrono::steady_clock::time_point deadline) {
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -214,16 +229,9 @@ bool Connection::wait_socket(bool for_write, std::chrono::steady_clock::time_poi
 
 Result Connection::finish_query() {
   const auto deadline = std::chrono::steady_clock::now() + answer_timeout_;
-  const auto timed_out = [&] {
-    // The server did not answer: the connection's state is unknown, drop it.
-    broken_ = true;
-    throw PgError(
-        "no answer from the server within " + std::to_string(answer_timeout_.count()) + " ms", "",
-        true);
-  };
   for (int flushed = PQflush(conn_); flushed != 0; flushed = PQflush(conn_)) {
     if (flushed < 0) fail("send");
-    if (!wait_socket(true, deadline)) timed_out();
+    if (!wait_socket(true, deadline)) time_out();
   }
   // Owned until handed on: a throw below (a lost connection, a timeout) must
   // not leak a result already received.
@@ -232,7 +240,7 @@ Result Connection::finish_query() {
   Owned error(nullptr, &PQclear);
   while (true) {
     while (PQisBusy(conn_)) {
-      if (!wait_socket(false, deadline)) timed_out();
+      if (!wait_socket(false, deadline)) time_out();
       if (!PQconsumeInput(conn_)) fail("receive");
     }
     Owned result(PQgetResult(conn_), &PQclear);
@@ -258,29 +266,42 @@ Result Connection::exec(std::string_view sql, const std::vector<Param>& params) 
   std::vector<const char*> values;
   values.reserve(params.size());
   for (const Param& value : params) values.push_back(value ? value->c_str() : nullptr);
-  std::string statement(sql);
   if (params.empty()) {
+    const std::string statement(sql);
     if (!PQsendQueryParams(conn_, statement.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
                            /*text results*/ 0)) {
       fail("send");
     }
     return finish_query();
   }
-  auto found = prepared_.find(statement);
-  if (found == prepared_.end()) {
-    std::string name = "s" + std::to_string(prepared_.size() + 1);
-    if (!PQsendPrepare(conn_, name.c_str(), statement.c_str(), static_cast<int>(values.size()),
-                       nullptr)) {
-      fail("send");
+  bool queued = false;
+  const std::string name = queue_prepare(sql, static_cast<int>(values.size()), queued);
+  if (queued) {
+    try {
+      finish_query();  // throws if the statement does not parse
+    } catch (...) {
+      prepared_.erase(std::string(sql));
+      throw;
     }
-    finish_query();  // throws if the statement does not parse
-    found = prepared_.emplace(std::move(statement), std::move(name)).first;
   }
-  if (!PQsendQueryPrepared(conn_, found->second.c_str(), static_cast<int>(values.size()),
-                           values.data(), nullptr, nullptr, /*text results*/ 0)) {
+  if (!PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(values.size()), values.data(),
+                           nullptr, nullptr, /*text results*/ 0)) {
     fail("send");
   }
   return finish_query();
+}
+
+const std::string& Connection::queue_prepare(std::string_view sql, int params, bool& queued) {
+  auto [found, fresh] = prepared_.try_emplace(std::string(sql));
+  queued = fresh;
+  if (fresh) {
+    found->second = "s" + std::to_string(++statements_named_);
+    if (!PQsendPrepare(conn_, found->second.c_str(), found->first.c_str(), params, nullptr)) {
+      prepared_.erase(found);
+      fail("send");
+    }
+  }
+  return found->second;
 }
 
 void Connection::exec_script(std::string_view sql) {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -60,6 +61,8 @@ class Result {
   std::int64_t int64(int row, int column) const;
   double real(int row, int column) const;
   std::optional<std::int64_t> optional_int64(int row, int column) const;
+  // Rows an INSERT, UPDATE or DELETE touched.
+  std::uint64_t affected_rows() const;
 
  private:
   struct Clear {
@@ -80,6 +83,13 @@ Param param(std::optional<double> value);
 Param text_array(const std::vector<std::string_view>& values);
 Param bigint_array(const std::vector<std::int64_t>& values);
 
+// One statement of a pipeline (Connection::exec_pipeline). `sql` must outlive
+// the call (the statements are static text).
+struct Statement {
+  std::string_view sql;
+  std::vector<Param> params;
+};
+
 class Connection {
  public:
   // Connects with the store's session settings (application_name, keepalives,
@@ -96,17 +106,32 @@ class Connection {
   Result exec(std::string_view sql, const std::vector<Param>& params = {});
   // Several statements without parameters (migrations); throws PgError.
   void exec_script(std::string_view sql);
+  // The statements in one round trip (libpq's pipeline mode, pg_pipeline.cpp):
+  // all are sent, then every result is read, one per statement. Throws PgError
+  // for the first that failed; the ones after it did not run (and an open
+  // transaction is then aborted: roll it back). Prepared like exec().
+  std::vector<Result> exec_pipeline(std::span<const Statement> statements);
   // False once a call found the connection gone or the server did not answer.
   bool usable() const;
 
  private:
   // Sends the query (already queued by PQsendQuery*) and waits for every result.
   Result finish_query();
+  // Sends what libpq buffered, reading whatever the server answers meanwhile so
+  // that neither side blocks on a full socket buffer.
+  void flush_all(std::chrono::steady_clock::time_point deadline);
+  // The next result of a pipeline (null at the end of each statement's).
+  pg_result* next_result(std::chrono::steady_clock::time_point deadline);
+  [[noreturn]] void time_out();
+  // The prepared statement's name for `sql`, queueing its PQsendPrepare when new
+  // (pipeline: its result is read before the statement's own).
+  const std::string& queue_prepare(std::string_view sql, int params, bool& queued);
   bool wait_socket(bool for_write, std::chrono::steady_clock::time_point deadline);
   [[noreturn]] void fail(std::string what, pg_result* result = nullptr);
 
   pg_conn* conn_ = nullptr;
   std::unordered_map<std::string, std::string> prepared_;  // statement text -> name
+  std::size_t statements_named_ = 0;
   std::chrono::milliseconds answer_timeout_;
   bool broken_ = false;
 };

@@ -1,10 +1,13 @@
 // The store's write side: one transaction per batch on the writer's connection,
-// each mutation under its own savepoint; connection handling and the errors a
-// batch can end with. The mutations themselves are in postgres_mutations.cpp.
+// in three round trips (the reads, every mutation's statements, COMMIT);
+// connection handling and the errors a batch can end with. What each mutation
+// does is planned in batch_plan.cpp.
 #include "store/postgres/postgres_store.h"
 
+#include <iterator>
 #include <type_traits>
 
+#include "store/postgres/batch_plan.h"
 #include "store/postgres/pg_connection.h"
 #include "store/postgres/pg_schema.h"
 
@@ -54,112 +57,113 @@ PostgresStore::PostgresStore(PostgresOptions options)
 
 PostgresStore::~PostgresStore() = default;
 
-std::uint64_t PostgresStore::record_change(const std::string& service, std::uint64_t version,
-                                           TimePoint now) {
-  // The clock row's lock (taken at BEGIN, see run_transaction) serialises the
-  // writers of every daemon, so sequences commit in order; a rolled-back
-  // savepoint rolls its number back too, so there are no gaps. One statement
-  // (one round trip): the outbox entry, the tick and the feed row.
-  const auto tick = writer_->exec(
-      "WITH tick AS (UPDATE registry_clock SET seq = seq + 1 RETURNING seq), "
-      "outbox AS (INSERT INTO cache_outbox (service, version) VALUES ($1, $2) "
-      "ON CONFLICT (service) DO UPDATE SET version = greatest(cache_outbox.version, "
-      "excluded.version)), "
-      "feed AS (INSERT INTO changes (seq, service, version, committed_at_ms) "
-      "SELECT seq, $1, $2, $3 FROM tick) "
-      "SELECT seq FROM tick",
-      {param(std::string_view(service)), param(static_cast<std::int64_t>(version)),
-       param(to_ms(now))});
-  const auto sequence = static_cast<std::uint64_t>(tick.int64(0, 0));
-  if (sequence > options_.change_retention && sequence % 1024 == 0) {
-    // Pruned in steps, not per change: one range delete on the primary key (the
-    // same points as SQLite, so both keep the same feed for the same history).
-    writer_->exec("DELETE FROM changes WHERE seq <= $1",
-                  {param(static_cast<std::int64_t>(sequence - options_.change_retention))});
-  }
-  return sequence;
+namespace {
+
+// The statements of `planned`, moved out (their checks stay behind).
+std::vector<Statement> take_statements(std::vector<PlannedStatement>& planned) {
+  std::vector<Statement> statements;
+  statements.reserve(planned.size());
+  for (PlannedStatement& entry : planned) statements.push_back(std::move(entry.statement));
+  return statements;
 }
 
-// When isolated, the mutation's savepoint is set by the caller (run_transaction:
-// the previous one released and the next set in one round trip; COMMIT releases
-// the last). When not, a failure ends the attempt (MutationFailed).
-MutationResult PostgresStore::apply_mutation(const Mutation& mutation, TimePoint now,
-                                             bool isolated) {
+}  // namespace
+
+std::vector<MutationResult> PostgresStore::run_together(std::span<const Mutation> mutations,
+                                                        BatchState& state,
+                                                        std::uint64_t first_sequence,
+                                                        TimePoint now) {
+  std::vector<MutationResult> results;
+  results.reserve(mutations.size());
+  std::vector<PlannedStatement> planned;
+  for (const Mutation& mutation : mutations) {
+    PlannedMutation plan = plan_mutation(mutation, state, now);
+    results.push_back(std::move(plan.result));
+    std::move(plan.statements.begin(), plan.statements.end(), std::back_inserter(planned));
+  }
+  auto changes = change_statements(state, first_sequence, now, options_.change_retention);
+  std::move(changes.begin(), changes.end(), std::back_inserter(planned));
+  if (planned.empty()) return results;
+  const auto statements = take_statements(planned);
   try {
-    MutationResult result = std::visit([&](const auto& m) { return apply_one(m, now); }, mutation);
-    if (result.changed()) {
-      result.sequence = record_change(service_of(mutation), result.service_version, now);
-    }
-    return result;
+    check_results(planned, writer_->exec_pipeline(statements), 0);
   } catch (const PgError& error) {
     // A lost connection takes the whole transaction with it.
     if (error.connection_lost()) throw;
-    const std::string reason = describe_failure(error);
-    if (!isolated) throw MutationFailed{reason};
-    // Undoes this mutation only (its row locks and sequence number too); the
-    // savepoint stays and is released before the next mutation.
-    writer_->exec("ROLLBACK TO SAVEPOINT mutation");
-    return {Outcome::failed, 0, reason, {}};
-  } catch (const std::exception& error) {
-    // A row that cannot be read back (a corrupt address or JSON): this mutation
-    // fails, the others stand.
-    if (!isolated) throw MutationFailed{error.what()};
-    writer_->exec("ROLLBACK TO SAVEPOINT mutation");
-    return {Outcome::failed, 0, error.what(), {}};
+    throw MutationFailed{describe_failure(error)};
   }
+  return results;
+}
+
+std::vector<MutationResult> PostgresStore::run_isolated(std::span<const Mutation> mutations,
+                                                        BatchState& state,
+                                                        std::uint64_t first_sequence,
+                                                        TimePoint now) {
+  Connection& db = *writer_;
+  std::vector<MutationResult> results;
+  results.reserve(mutations.size());
+  for (const Mutation& mutation : mutations) {
+    BatchState before = state;  // this path is rare: the copy is affordable
+    PlannedMutation plan = plan_mutation(mutation, state, now);
+    if (plan.statements.empty()) {
+      results.push_back(std::move(plan.result));
+      continue;
+    }
+    std::vector<PlannedStatement> planned;
+    planned.push_back({{"SAVEPOINT mutation", {}}, {}, {}});
+    std::move(plan.statements.begin(), plan.statements.end(), std::back_inserter(planned));
+    planned.push_back({{"RELEASE SAVEPOINT mutation", {}}, {}, {}});
+    const auto statements = take_statements(planned);
+    try {
+      check_results(planned, db.exec_pipeline(statements), 0);
+      results.push_back(std::move(plan.result));
+    } catch (const PgError& error) {
+      if (error.connection_lost()) throw;
+      // Undoes this mutation only (its row locks and sequence number too).
+      db.exec_script("ROLLBACK TO SAVEPOINT mutation; RELEASE SAVEPOINT mutation");
+      state = std::move(before);
+      results.push_back({Outcome::failed, 0, describe_failure(error), {}});
+    }
+  }
+  auto changes = change_statements(state, first_sequence, now, options_.change_retention);
+  if (!changes.empty()) {
+    const auto statements = take_statements(changes);
+    check_results(changes, db.exec_pipeline(statements), 0);
+  }
+  return results;
 }
 
 std::vector<MutationResult> PostgresStore::run_transaction(std::span<const Mutation> mutations,
                                                            TimePoint now, bool isolated,
                                                            std::span<const OutboxEntry> confirmed) {
+  Connection& db = *writer_;
   std::vector<MutationResult> results;
-  results.reserve(mutations.size());
   try {
-    writer_->exec("BEGIN");
-    // Take the clock's row lock first: every writer (of every daemon) then
-    // acquires its row locks in the same order, so two batches cannot deadlock.
-    const auto clock = writer_->exec("SELECT seq FROM registry_clock FOR UPDATE");
-    // Held until COMMIT, so this plus our own changes is the newest sequence at
-    // commit: what every result reflects (MutationResult::observed_sequence).
-    std::uint64_t observed = static_cast<std::uint64_t>(clock.int64(0, 0));
-    for (const OutboxEntry& entry : confirmed) {
-      // Only entries at or below the confirmed version: a newer change recorded
-      // meanwhile still needs its own invalidation.
-      writer_->exec("DELETE FROM cache_outbox WHERE service = $1 AND version <= $2",
-                    {param(std::string_view(entry.service)),
-                     param(static_cast<std::int64_t>(entry.version))});
-    }
-    bool changed = false;
-    for (const Mutation& mutation : mutations) {
-      if (isolated) {
-        writer_->exec_script(results.empty() ? "SAVEPOINT mutation"
-                                             : "RELEASE SAVEPOINT mutation; SAVEPOINT mutation");
-      }
-      results.push_back(apply_mutation(mutation, now, isolated));
-      if (results.back().changed()) {
-        changed = true;
-        observed = results.back().sequence;
-      }
-    }
+    // One round trip opens the transaction, takes the clock's lock and reads
+    // every row the batch decides on; one more runs all its statements.
+    BatchState state =
+        read_state(mutations, confirmed, db.exec_pipeline(read_statements(mutations, confirmed)));
+    const std::uint64_t first_sequence = state.sequence;
+    results = isolated ? run_isolated(mutations, state, first_sequence, now)
+                       : run_together(mutations, state, first_sequence, now);
     for (auto& result : results) {
-      if (result.outcome != Outcome::failed) result.observed_sequence = observed;
-    }
-    if (changed) {
-      // Queued with the transaction and delivered at its commit, in commit
-      // order; listeners read the feed up to this sequence.
-      writer_->exec("SELECT pg_notify('discoveryd_changes', $1)",
-                    {param(static_cast<std::int64_t>(observed))});
+      if (result.outcome != Outcome::failed) result.observed_sequence = state.sequence;
     }
   } catch (const PgError& error) {
-    rollback_quietly(*writer_);
+    rollback_quietly(db);
     // Nothing was committed, COMMIT was not even sent: safe to run again.
     throw BatchFailure{describe_failure(error), error.connection_lost() || error.retryable()};
   } catch (const MutationFailed& failure) {
-    rollback_quietly(*writer_);
+    rollback_quietly(db);
     throw BatchFailure{failure.reason, true, true};
+  } catch (const PlanMismatch& mismatch) {
+    // Never expected (every writer holds the clock's lock): committing would
+    // report what the database did not do. Read afresh and plan again.
+    rollback_quietly(db);
+    throw BatchFailure{mismatch.reason, true};
   }
   try {
-    writer_->exec("COMMIT");
+    db.exec("COMMIT");
   } catch (const PgError& error) {
     if (error.connection_lost()) {
       // COMMIT was sent and its answer lost: it may or may not have committed,

@@ -22,6 +22,7 @@ namespace store {
 namespace postgres {
 class Connection;
 class ConnectionPool;
+struct BatchState;
 }  // namespace postgres
 
 struct PostgresOptions {
@@ -85,24 +86,22 @@ class PostgresStore final : public RegistryStore {
   std::vector<MutationResult> apply_batch(std::span<const Mutation> mutations, TimePoint now,
                                           std::span<const OutboxEntry> confirmed) override;
   // One attempt at the batch's transaction; throws BatchFailure (postgres_store.cpp).
-  // `isolated`: each mutation under its own savepoint. The first attempt runs
-  // without: savepoints cost a round trip and a subtransaction each, and more
+  // The mutations are planned in memory from the rows read at BEGIN
+  // (batch_plan.h) and their statements sent in one pipeline (run_together).
+  // `isolated`: each mutation in its own pipeline under its own savepoint
+  // (run_isolated), so that one the database refuses fails alone; only after a
+  // refusal, since a savepoint is a round trip and a subtransaction, and more
   // than 64 subtransactions in one transaction make PostgreSQL's visibility
-  // checks slow (the subtransaction cache overflows). Only when a mutation
-  // fails is the batch run again isolated, so that it fails alone.
+  // checks slow (the subtransaction cache overflows).
   std::vector<MutationResult> run_transaction(std::span<const Mutation> mutations, TimePoint now,
                                               bool isolated,
                                               std::span<const OutboxEntry> confirmed);
-  MutationResult apply_mutation(const Mutation& mutation, TimePoint now, bool isolated);
-  MutationResult apply_one(const Upsert& upsert, TimePoint now);
-  MutationResult apply_one(const Deregister& deregister, TimePoint now);
-  MutationResult apply_one(const Heartbeat& heartbeat, TimePoint now);
-  MutationResult apply_one(const RemoveUnhealthy& removal, TimePoint now);
-  MutationResult apply_one(const RecordChecks& checks, TimePoint now);
-  MutationResult apply_one(const ReportLoad& report, TimePoint now);
-  // Records a change in the outbox and the feed (in the current savepoint);
-  // returns its sequence number.
-  std::uint64_t record_change(const std::string& service, std::uint64_t version, TimePoint now);
+  std::vector<MutationResult> run_together(std::span<const Mutation> mutations,
+                                           postgres::BatchState& state,
+                                           std::uint64_t first_sequence, TimePoint now);
+  std::vector<MutationResult> run_isolated(std::span<const Mutation> mutations,
+                                           postgres::BatchState& state,
+                                           std::uint64_t first_sequence, TimePoint now);
 
   PostgresOptions options_;
   std::string location_;  // the redacted URL
