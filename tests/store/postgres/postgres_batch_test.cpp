@@ -62,11 +62,11 @@ TEST_F(PostgresStoreTest, ABatchTouchingOneInstanceManyTimesCommitsWhatItsResult
 // table was empty must still find rows by key once it holds thousands, not
 // scan it on every batch (a hash join over the whole table did, at 3x the
 // server's CPU per registration).
-TEST_F(PostgresStoreTest, WritesFindRowsByKeyAfterTheTableGrewFromEmpty) {
+TEST_F(PostgresStoreTest, WritesAndReadsFindRowsByKeyAfterTheTablesGrewFromEmpty) {
   store::PostgresStore db(options());
-  const auto table_stat = [&](const std::string& column) {
+  const auto table_stat = [&](const std::string& column, const std::string& table = "instances") {
     return std::stoll(sql("SELECT coalesce(sum(" + column +
-                          "), 0) FROM pg_stat_user_tables WHERE relname = 'instances'"));
+                          "), 0) FROM pg_stat_user_tables WHERE relname = '" + table + "'"));
   };
   // A backend flushes its table statistics when it goes idle, at most once a
   // second: keep the writer's busy with empty batches until they show.
@@ -80,6 +80,8 @@ TEST_F(PostgresStoreTest, WritesFindRowsByKeyAfterTheTableGrewFromEmpty) {
   };
   for (int i = 0; i < 10; ++i) {  // plans made on an empty table, then cached
     apply(db, store::Upsert{make_registration("orders", "first" + std::to_string(i))});
+    db.read_service("orders");
+    db.read_changes(0, 10);
   }
   ASSERT_TRUE(wait_for_inserts(10));
   const long long scans_before = table_stat("seq_scan");
@@ -100,6 +102,26 @@ TEST_F(PostgresStoreTest, WritesFindRowsByKeyAfterTheTableGrewFromEmpty) {
   }
   ASSERT_TRUE(wait_for_inserts(10 + 2000));
   EXPECT_EQ(table_stat("seq_scan"), scans_before);
+
+  // The reads with parameters (prepared too): a service's rows, the feed.
+  const long long instance_scans = table_stat("seq_scan");
+  const long long feed_scans = table_stat("seq_scan", "changes");
+  const long long lookups = table_stat("idx_scan");
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(db.read_service("svc" + std::to_string(i % 7)).instances.size(),
+              i % 7 < 5 ? 286u : 285u);
+    EXPECT_EQ(db.read_changes(1990, 5).size(), 5u);
+  }
+  // Each reader backend flushes its statistics when idle, at most once a second.
+  ASSERT_TRUE(test_support::wait_until(
+      [&] {
+        db.read_service("svc0");
+        db.read_changes(1990, 5);
+        return table_stat("idx_scan") >= lookups + 20;
+      },
+      10s, 100ms));
+  EXPECT_EQ(table_stat("seq_scan"), instance_scans);
+  EXPECT_EQ(table_stat("seq_scan", "changes"), feed_scans);
 }
 
 TEST_F(PostgresStoreTest, APipelineReportsTheStatementThatFailedAndSkipsTheRest) {
