@@ -81,8 +81,7 @@ std::optional<Options> parse_address(std::string_view address) {
 Client::Impl::Impl(asio::io_context& io, Options options)
     : strand(asio::make_strand(io)),
       options(std::move(options)),
-      main(*this, Role::main, strand, this->options.min_backoff),
-      tracking(*this, Role::tracking, strand, this->options.min_backoff),
+      main(*this, strand, this->options.min_backoff),
       random(std::random_device{}()) {}
 
 std::shared_ptr<spdlog::logger> Client::Impl::logger() {
@@ -99,10 +98,6 @@ HiredisAsio::Runner Client::Impl::runner() {
   return [weak = weak_from_this()](const std::function<void()>& event) {
     enter(weak, [&](Impl&) { event(); });
   };
-}
-
-Client::Impl::Connection& Client::Impl::connection(Role role) {
-  return role == Role::main ? main : tracking;
 }
 
 void Client::Impl::post(std::function<void(Impl&)> body) {
@@ -158,17 +153,6 @@ void Client::Impl::start() {
   if (started || stopping) return;
   started = true;
   connect(main);
-  if (!trackers.empty()) connect(tracking);
-}
-
-void Client::Impl::add_tracker(Tracker tracker) {
-  trackers.push_back(std::move(tracker));
-  if (!started) return;
-  if (tracking.state == State::idle) {
-    connect(tracking);
-  } else if (tracking.state == State::up) {
-    enable_tracking();  // again, with the new prefix
-  }
 }
 
 void Client::Impl::stop() {
@@ -182,15 +166,12 @@ void Client::Impl::stop() {
     batch.swap(inbox);
   }
   for (auto& queued : batch) fail(std::move(queued.done), "stopped");
-  for (Connection* c : {&main, &tracking}) {
-    c->resolver.cancel();
-    c->handshake_timer.cancel();
-    c->deadline_timer.cancel();
-    c->retry_timer.cancel();
-    drop(*c, "stopped");  // pending commands fail with "stopped"
-  }
+  main.resolver.cancel();
+  main.handshake_timer.cancel();
+  main.deadline_timer.cancel();
+  main.retry_timer.cancel();
+  drop(main, "stopped");  // pending commands fail with "stopped"
   connected = false;
-  tracking_is_active = false;
   run_deferred();
 }
 
@@ -247,17 +228,6 @@ void Client::set_on_state_change(StateCallback callback) {
   impl_->on_state_change = std::move(callback);
 }
 
-void Client::track_prefix(std::string prefix, InvalidateCallback on_invalidate,
-                          ResetCallback on_reset) {
-  impl_->post(
-      [tracker = Impl::Tracker{std::move(prefix), std::move(on_invalidate), std::move(on_reset)}](
-          Impl& impl) mutable { impl.add_tracker(std::move(tracker)); });
-}
-
-bool Client::tracking_active() const {
-  return impl_->tracking_is_active;
-}
-
 Client::Stats Client::stats() const {
   Stats stats;
   stats.commands = impl_->commands;
@@ -267,7 +237,6 @@ Client::Stats Client::stats() const {
   stats.errors = impl_->errors;
   stats.connects = impl_->connects;
   stats.reconnects = impl_->reconnects;
-  stats.invalidations = impl_->invalidations;
   stats.in_flight = impl_->in_flight;
   return stats;
 }

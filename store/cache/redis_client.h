@@ -15,9 +15,9 @@
 //    exponential backoff and jitter, until stop(). A connection whose last
 //    Options::max_consecutive_timeouts commands all timed out is presumed dead
 //    (a paused or unreachable peer) and replaced.
-//  - Callbacks (done, state changes, invalidations) run on the io_context under
-//    the client's internal lock, one at a time. They must not block; they may
-//    call any method of the client, including stop(), but must not destroy it.
+//  - Callbacks (done, state changes) run on the io_context under the client's
+//    internal lock, one at a time. They must not block; they may call any
+//    method of the client, including stop(), but must not destroy it.
 //
 // Threading: every method may be called from any thread. stop() (and so the
 // destructor) runs synchronously: when it returns, every pending `done` has been
@@ -46,15 +46,11 @@ struct Options {
   std::uint16_t port = 6379;
   int db = 0;  // SELECTed on every connect when not 0
   std::chrono::milliseconds command_timeout{5};
-  // Bounds the TCP connect plus the handshake (SELECT, PING) and the tracking
-  // setup commands.
+  // Bounds the TCP connect plus the handshake (SELECT, PING).
   std::chrono::milliseconds connect_timeout{200};
   std::chrono::milliseconds min_backoff{50}, max_backoff{2000};
   // This many timeouts in a row, with no reply in between, drop the connection.
   std::uint32_t max_consecutive_timeouts = 8;
-  // Tracking with NOLOOP: keys this client writes are not reported back to it.
-  // For owners that already invalidate their own changes locally.
-  bool tracking_noloop = false;
 };
 
 // Accepts "HOST:PORT", "[V6]:PORT", "redis://HOST:PORT", "redis://[V6]:PORT" and
@@ -84,8 +80,6 @@ class Client {
  public:
   using Callback = std::function<void(Result)>;
   using StateCallback = std::function<void(bool connected)>;
-  using InvalidateCallback = std::function<void(const std::vector<std::string>& keys)>;
-  using ResetCallback = std::function<void()>;
 
   struct Stats {
     std::uint64_t commands = 0;       // command() calls
@@ -93,10 +87,9 @@ class Client {
     std::uint64_t error_replies = 0;  // of which Redis error replies
     std::uint64_t timeouts = 0;       // commands failed with "timeout"
     std::uint64_t errors = 0;  // commands failed otherwise: not connected, connection lost, stopped
-    std::uint64_t connects = 0;       // main connection established (handshake done)
-    std::uint64_t reconnects = 0;     // of which after an earlier connection
-    std::uint64_t invalidations = 0;  // keys received in invalidation messages
-    std::uint64_t in_flight = 0;      // commands sent and not yet completed (a gauge)
+    std::uint64_t connects = 0;    // connection established (handshake done)
+    std::uint64_t reconnects = 0;  // of which after an earlier connection
+    std::uint64_t in_flight = 0;   // commands sent and not yet completed (a gauge)
   };
 
   Client(boost::asio::io_context& io, Options options);
@@ -110,28 +103,16 @@ class Client {
   // idempotent.
   void stop();
 
-  // True while the main connection is up (handshake done). Thread-safe.
+  // True while the connection is up (handshake done). Thread-safe.
   bool connected() const;
 
   // Sends argv (binary-safe) as one command. Commands issued together are
   // pipelined; each has its own deadline. See the contract above.
   void command(std::vector<std::string> argv, Callback done);
 
-  // Called on the io_context whenever the main connection comes up (after the
+  // Called on the io_context whenever the connection comes up (after the
   // handshake) or goes down. Not called by stop(). Set it before start().
   void set_on_state_change(StateCallback callback);
-
-  // Redis 6+ client-side caching (RESP2, broadcasting mode): a second connection
-  // subscribes to __redis__:invalidate and the main connection enables
-  // CLIENT TRACKING on REDIRECT <id> BCAST PREFIX <prefix> (NOLOOP when
-  // Options::tracking_noloop; Redis 7.0 reports keys written by a script to the
-  // client that ran it regardless). `on_invalidate` receives the keys
-  // under `prefix` that changed. `on_reset` means "anything may have changed":
-  // a flush, or either connection lost or (re)established; it is also called when
-  // tracking becomes active. Cache only while tracking_active().
-  void track_prefix(std::string prefix, InvalidateCallback on_invalidate, ResetCallback on_reset);
-  // True while invalidation messages are flowing. Thread-safe.
-  bool tracking_active() const;
 
   Stats stats() const;
 

@@ -1,13 +1,11 @@
 // Internal to the Redis client: the state of store::redis::Client shared by its
-// four files, each one role:
+// three files, each one role:
 //   redis_client.cpp      the public Client, parse_address, the entry points
 //                         (the lock, posting, the command inbox, start, stop)
 //                         and the deferred reactions
 //   redis_connection.cpp  connecting, the handshake, backoff, losing and
 //                         dropping a connection
 //   redis_commands.cpp    issuing commands, their replies and deadlines
-//   redis_tracking.cpp    client-side caching (CLIENT TRACKING) and the
-//                         invalidation subscription
 // Not for use outside store/redis_*.cpp; the interface is store/redis_client.h.
 #pragma once
 
@@ -46,7 +44,6 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   using Clock = std::chrono::steady_clock;
   using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
 
-  enum class Role { main, tracking };
   enum class State { idle, resolving, connecting, handshaking, up, waiting };
 
   struct Pending {
@@ -57,23 +54,20 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   };
 
   struct Connection {
-    Connection(Impl& owner, Role role, const Strand& strand, std::chrono::milliseconds backoff)
+    Connection(Impl& owner, const Strand& strand, std::chrono::milliseconds backoff)
         : owner(owner),
-          role(role),
           resolver(strand),
           handshake_timer(strand),
           deadline_timer(strand),
           retry_timer(strand),
           backoff(backoff) {}
-    const char* name() const { return role == Role::main ? "main" : "tracking"; }
 
     Impl& owner;
-    Role role;
     redisAsyncContext* context = nullptr;
     State state = State::idle;
     std::uint64_t generation = 0;  // bumped per connection attempt and on loss
     std::deque<Pending> pending;   // in the order sent, which is the order answered
-    std::uint64_t next_id = 1;     // 0 tags the subscription callback
+    std::uint64_t next_id = 1;
     std::uint32_t consecutive_timeouts = 0;
     std::string closing_reason;  // given to pending commands when we free the context
     boost::asio::ip::tcp::resolver resolver;
@@ -85,13 +79,6 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     bool ever_up = false;
     std::uint64_t failed_attempts = 0;
     Clock::time_point last_failure_log;
-    long long client_id = -1;  // tracking connection: its CLIENT ID
-  };
-
-  struct Tracker {
-    std::string prefix;
-    InvalidateCallback on_invalidate;
-    ResetCallback on_reset;
   };
 
   struct Deferred {
@@ -104,8 +91,6 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     std::vector<std::string> argv;
     Callback done;
   };
-
-  enum class Tracking { off, enabling, active };
 
   Impl(boost::asio::io_context& io, Options options);
   ~Impl() = default;
@@ -126,12 +111,10 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- redis_client.cpp: the entry points (posting, the command inbox, start, stop).
   HiredisAsio::Runner runner();
-  Connection& connection(Role role);
   void post(std::function<void(Impl&)> body);
   void submit(std::vector<std::string> argv, Callback done);
   void drain_inbox();
   void start();
-  void add_tracker(Tracker tracker);
   void stop();
 
   // ---- redis_client.cpp: the deferred reactions.
@@ -166,22 +149,12 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   void expire(Connection& c);
   void fail(Callback done, std::string error, bool count = true);
 
-  // ---- redis_tracking.cpp: client-side caching and the invalidation subscription.
-  void enable_tracking();
-  // ["subscribe", channel, n] or ["message", channel, keys | nil]
-  void handle_subscription(Connection& c, const redisReply* reply);
-  void reset_trackers();
-
   Strand strand;
   const Options options;
   std::recursive_mutex mutex;
   bool started = false;
   bool stopping = false;
-  Connection main;
-  Connection tracking;
-  std::vector<Tracker> trackers;
-  Tracking tracking_state = Tracking::off;
-  std::uint64_t tracking_epoch = 0;
+  Connection main;  // the one connection
   StateCallback on_state_change;
   std::vector<Deferred> deferred;
   std::minstd_rand random;
@@ -192,9 +165,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
   bool inbox_closed = false;
 
   std::atomic<bool> connected{false};
-  std::atomic<bool> tracking_is_active{false};
   std::atomic<std::uint64_t> commands{0}, replies{0}, error_replies{0}, timeouts{0}, errors{0},
-      connects{0}, reconnects{0}, invalidations{0}, in_flight{0};
+      connects{0}, reconnects{0}, in_flight{0};
 };
 
 }  // namespace store::redis

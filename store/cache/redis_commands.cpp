@@ -88,10 +88,6 @@ void Client::Impl::on_reply(redisAsyncContext* context, void* reply, void* privd
 }
 
 void Client::Impl::handle_reply(Connection& c, const redisReply* reply, std::uint64_t id) {
-  if (id == 0) {
-    if (reply) handle_subscription(c, reply);
-    return;
-  }
   const auto it = std::find_if(c.pending.begin(), c.pending.end(),
                                [id](const Pending& p) { return p.id == id; });
   if (it == c.pending.end()) return;
@@ -119,16 +115,16 @@ void Client::Impl::arm_deadline(Connection& c, Clock::time_point deadline) {
   if (c.deadline_armed && *c.deadline_armed <= deadline) return;
   c.deadline_armed = deadline;
   c.deadline_timer.expires_at(deadline);
-  c.deadline_timer.async_wait([weak = weak_from_this(), role = c.role,
-                               generation = c.generation](const boost::system::error_code& e) {
-    if (e == asio::error::operation_aborted) return;
-    enter(weak, [&](Impl& self) {
-      Connection& c = self.connection(role);
-      if (self.stopping || c.generation != generation) return;
-      c.deadline_armed.reset();
-      self.expire(c);
-    });
-  });
+  c.deadline_timer.async_wait(
+      [weak = weak_from_this(), generation = c.generation](const boost::system::error_code& e) {
+        if (e == asio::error::operation_aborted) return;
+        enter(weak, [&](Impl& self) {
+          Connection& c = self.main;
+          if (self.stopping || c.generation != generation) return;
+          c.deadline_armed.reset();
+          self.expire(c);
+        });
+      });
 }
 
 void Client::Impl::expire(Connection& c) {
@@ -151,8 +147,6 @@ void Client::Impl::expire(Connection& c) {
   if (c.state == State::up && c.consecutive_timeouts >= options.max_consecutive_timeouts) {
     const std::string reason =
         "no reply to " + std::to_string(c.consecutive_timeouts) + " consecutive commands";
-    // The tracking connection goes to the same, presumably dead, server.
-    if (c.role == Role::main) drop(tracking, reason);
     drop(c, reason);
     return;
   }

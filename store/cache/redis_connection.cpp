@@ -1,7 +1,6 @@
 // Connecting: resolving the host, opening the hiredis context on the strand,
-// the handshake (SELECT and PING on the main connection, CLIENT ID and the
-// invalidation SUBSCRIBE on the tracking one), reconnecting with backoff and
-// jitter, and dropping a connection.
+// the handshake (SELECT, PING), reconnecting with backoff and jitter, and
+// dropping the connection.
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -15,7 +14,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr char kInvalidateChannel[] = "__redis__:invalidate";
 constexpr auto kFailureLogInterval = std::chrono::seconds(30);
 
 }  // namespace
@@ -31,11 +29,11 @@ void Client::Impl::connect(Connection& c) {
   c.state = State::resolving;
   c.resolver.async_resolve(
       options.host, std::to_string(options.port),
-      [weak = weak_from_this(), role = c.role, generation = c.generation](
+      [weak = weak_from_this(), generation = c.generation](
           const boost::system::error_code& error,
           const asio::ip::tcp::resolver::results_type& results) {
         enter(weak, [&](Impl& self) {
-          Connection& c = self.connection(role);
+          Connection& c = self.main;
           if (self.stopping || c.generation != generation || c.state != State::resolving) return;
           if (error || results.empty()) {
             self.lost(c, "resolve " + self.options.host + ": " + error.message(), false);
@@ -49,7 +47,6 @@ void Client::Impl::connect(Connection& c) {
 void Client::Impl::open(Connection& c, const std::string& ip) {
   c.closing_reason.clear();
   c.consecutive_timeouts = 0;
-  c.client_id = -1;
   redisAsyncContext* context = redisAsyncConnect(ip.c_str(), options.port);
   if (!context || context->err) {
     const std::string error = context ? context->errstr : "out of memory";
@@ -75,15 +72,15 @@ void Client::Impl::open(Connection& c, const std::string& ip) {
   redisAsyncSetConnectCallback(context, &Impl::on_connect);
   redisAsyncSetDisconnectCallback(context, &Impl::on_disconnect);
   c.handshake_timer.expires_after(options.connect_timeout);
-  c.handshake_timer.async_wait([weak = weak_from_this(), role = c.role,
-                                generation = c.generation](const boost::system::error_code& e) {
-    if (e) return;
-    enter(weak, [&](Impl& self) {
-      Connection& c = self.connection(role);
-      if (self.stopping || c.generation != generation || c.state == State::up) return;
-      self.drop(c, "connect timeout");
-    });
-  });
+  c.handshake_timer.async_wait(
+      [weak = weak_from_this(), generation = c.generation](const boost::system::error_code& e) {
+        if (e) return;
+        enter(weak, [&](Impl& self) {
+          Connection& c = self.main;
+          if (self.stopping || c.generation != generation || c.state == State::up) return;
+          self.drop(c, "connect timeout");
+        });
+      });
 }
 
 void Client::Impl::on_connect(const redisAsyncContext* context, int status) {
@@ -114,8 +111,7 @@ void Client::Impl::connection_gone(Connection& c, std::string reason) {
   const bool was_up = c.state == State::up;
   c.state = State::idle;
   ++c.generation;
-  if (c.role == Role::main) connected = false;
-  if (c.role == Role::tracking || was_up) tracking_is_active = false;
+  connected = false;
   defer_event([this, &c, reason = std::move(reason), was_up] { lost(c, reason, was_up); });
 }
 
@@ -125,32 +121,15 @@ void Client::Impl::handshake(Connection& c) {
     if (c.generation != generation) return;
     drop(c, std::string(step) + " failed: " + (result.ok ? result.reply.text : result.error));
   };
-  if (c.role == Role::main) {
-    if (options.db != 0) {
-      issue_internal(c, {"SELECT", std::to_string(options.db)},
-                     [step_failed](const Result& result) {
-                       if (!result.ok || result.reply.is_error()) step_failed("SELECT", result);
-                     });
-    }
-    issue_internal(c, {"PING"}, [this, &c, generation, step_failed](const Result& result) {
-      if (!result.ok || result.reply.is_error()) return step_failed("PING", result);
-      if (c.generation == generation && c.state == State::handshaking) became_up(c);
+  if (options.db != 0) {
+    issue_internal(c, {"SELECT", std::to_string(options.db)}, [step_failed](const Result& result) {
+      if (!result.ok || result.reply.is_error()) step_failed("SELECT", result);
     });
-  } else {
-    issue_internal(c, {"CLIENT", "ID"}, [&c, generation, step_failed](const Result& result) {
-      if (!result.ok || result.reply.kind != Reply::Kind::integer) {
-        return step_failed("CLIENT ID", result);
-      }
-      if (c.generation == generation) c.client_id = result.reply.integer;
-    });
-    // The subscription's replies arrive through on_reply with id 0; the
-    // confirmation completes the handshake.
-    const char* argv[] = {"SUBSCRIBE", kInvalidateChannel};
-    const std::size_t lengths[] = {9, sizeof kInvalidateChannel - 1};
-    if (redisAsyncCommandArgv(c.context, &Impl::on_reply, nullptr, 2, argv, lengths) != REDIS_OK) {
-      drop(c, "SUBSCRIBE failed");
-    }
   }
+  issue_internal(c, {"PING"}, [this, &c, generation, step_failed](const Result& result) {
+    if (!result.ok || result.reply.is_error()) return step_failed("PING", result);
+    if (c.generation == generation && c.state == State::handshaking) became_up(c);
+  });
 }
 
 void Client::Impl::became_up(Connection& c) {
@@ -158,20 +137,17 @@ void Client::Impl::became_up(Connection& c) {
   c.handshake_timer.cancel();
   c.backoff = options.min_backoff;
   if (c.failed_attempts > 0) {
-    logger()->info("redis connected role={} endpoint={}:{} after_failed_attempts={}", c.name(),
+    logger()->info("redis connected role=main endpoint={}:{} after_failed_attempts={}",
                    options.host, options.port, c.failed_attempts);
   } else {
-    logger()->info("redis connected role={} endpoint={}:{}", c.name(), options.host, options.port);
+    logger()->info("redis connected role=main endpoint={}:{}", options.host, options.port);
   }
   c.failed_attempts = 0;
-  if (c.role == Role::main) {
-    ++connects;
-    if (c.ever_up) ++reconnects;
-    connected = true;
-    notify_state(true);
-  }
+  ++connects;
+  if (c.ever_up) ++reconnects;
+  connected = true;
+  notify_state(true);
   c.ever_up = true;
-  enable_tracking();
 }
 
 void Client::Impl::notify_state(bool up) {
@@ -187,38 +163,32 @@ void Client::Impl::lost(Connection& c, const std::string& reason, bool was_up) {
   c.pending.clear();  // hiredis has already completed them all
   const auto delay = next_backoff(c);
   if (was_up) {
-    logger()->warn("redis connection lost role={} endpoint={}:{} error=\"{}\" retry_in_ms={}",
-                   c.name(), options.host, options.port, reason, delay.count());
+    logger()->warn("redis connection lost role=main endpoint={}:{} error=\"{}\" retry_in_ms={}",
+                   options.host, options.port, reason, delay.count());
   } else {
     // A down Redis means a failure every max_backoff: log the first, then a
     // summary every 30 s.
     const auto now = Clock::now();
     if (c.failed_attempts++ == 0 || now - c.last_failure_log >= kFailureLogInterval) {
       logger()->warn(
-          "redis connect failed role={} endpoint={}:{} error=\"{}\" attempts={} retry_in_ms={}",
-          c.name(), options.host, options.port, reason, c.failed_attempts, delay.count());
+          "redis connect failed role=main endpoint={}:{} error=\"{}\" attempts={} retry_in_ms={}",
+          options.host, options.port, reason, c.failed_attempts, delay.count());
       c.last_failure_log = now;
     }
   }
-  if (c.role == Role::main && was_up) notify_state(false);
-  if (!trackers.empty() && (was_up || tracking_state != Tracking::off)) {
-    tracking_state = Tracking::off;
-    tracking_is_active = false;
-    reset_trackers();
-  }
-  if (c.role == Role::tracking && trackers.empty()) return;
+  if (was_up) notify_state(false);
   c.state = State::waiting;
   c.retry_timer.expires_after(delay);
-  c.retry_timer.async_wait([weak = weak_from_this(), role = c.role,
-                            generation = c.generation](const boost::system::error_code& e) {
-    if (e) return;
-    enter(weak, [&](Impl& self) {
-      Connection& c = self.connection(role);
-      if (!self.stopping && c.generation == generation && c.state == State::waiting) {
-        self.connect(c);
-      }
-    });
-  });
+  c.retry_timer.async_wait(
+      [weak = weak_from_this(), generation = c.generation](const boost::system::error_code& e) {
+        if (e) return;
+        enter(weak, [&](Impl& self) {
+          Connection& c = self.main;
+          if (!self.stopping && c.generation == generation && c.state == State::waiting) {
+            self.connect(c);
+          }
+        });
+      });
 }
 
 std::chrono::milliseconds Client::Impl::next_backoff(Connection& c) {

@@ -1,5 +1,5 @@
 // store::redis::Client against a real redis-server: round trips, pipelining,
-// timeouts, reconnection, dead-peer detection, invalidation tracking, shutdown.
+// timeouts, reconnection, dead-peer detection, shutdown.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -63,7 +63,7 @@ Options options_for(const RedisServer& redis) {
   return options;
 }
 
-// Records connection-state transitions and invalidations (from the io thread).
+// Records connection-state transitions (from the io thread).
 class Recorder {
  public:
   Client::StateCallback state() {
@@ -72,30 +72,14 @@ class Recorder {
       states_.push_back(up);
     };
   }
-  Client::InvalidateCallback invalidate() {
-    return [this](const std::vector<std::string>& keys) {
-      std::lock_guard lock(mutex_);
-      keys_.insert(keys_.end(), keys.begin(), keys.end());
-    };
-  }
-  Client::ResetCallback reset() {
-    return [this] { ++resets_; };
-  }
   std::vector<bool> states() {
     std::lock_guard lock(mutex_);
     return states_;
   }
-  std::size_t count(const std::string& key) {
-    std::lock_guard lock(mutex_);
-    return static_cast<std::size_t>(std::count(keys_.begin(), keys_.end(), key));
-  }
-  int resets() const { return resets_; }
 
  private:
   std::mutex mutex_;
   std::vector<bool> states_;
-  std::vector<std::string> keys_;
-  std::atomic<int> resets_{0};
 };
 
 class RedisClientTest : public ::testing::Test {
@@ -495,66 +479,6 @@ TEST(RedisClientDown, DestroyWhileRedisIsDown) {
     ASSERT_TRUE(wait_until([&] { return client.stats().errors > 0; }));
   }
   for (int i = 0; i < kCommands; ++i) EXPECT_EQ(calls[i], 1) << i;
-}
-
-TEST_F(RedisClientTest, TrackingDeliversInvalidations) {
-  client = std::make_unique<Client>(io.context(), options_for(redis));
-  client->track_prefix("svc:", recorder.invalidate(), recorder.reset());
-  client->start();
-  ASSERT_TRUE(wait_until([&] { return client->tracking_active(); })) << redis.log();
-  // Tracking became active: start from a clean cache (reset just after).
-  EXPECT_TRUE(wait_until([&] { return recorder.resets() >= 1; }));
-
-  // Someone else's write.
-  redis.run_cli({"SET", "svc:a", "1"});
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:a") == 1; }));
-  // Our own write (no NOLOOP).
-  ASSERT_TRUE(call(*client, {"SET", "svc:b", "1"}).ok);
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:b") == 1; }));
-  // Keys outside the prefix are not reported: messages arrive in order, so once
-  // svc:c is seen, other:x would have been seen before it.
-  redis.run_cli({"SET", "other:x", "1"});
-  redis.run_cli({"SET", "svc:c", "1"});
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:c") == 1; }));
-  EXPECT_EQ(recorder.count("other:x"), 0u);
-  // Deletes too.
-  ASSERT_TRUE(call(*client, {"DEL", "svc:a"}).ok);
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:a") == 2; }));
-  // A flush invalidates everything.
-  const int resets = recorder.resets();
-  redis.run_cli({"FLUSHALL"});
-  ASSERT_TRUE(wait_until([&] { return recorder.resets() > resets; }));
-  EXPECT_GE(client->stats().invalidations, 4u);
-
-  // A prefix added while tracking is active is tracked as well.
-  Recorder second;
-  client->track_prefix("cfg:", second.invalidate(), second.reset());
-  ASSERT_TRUE(wait_until([&] {
-    redis.run_cli({"SET", "cfg:k", "1"});
-    return second.count("cfg:k") > 0;
-  }));
-  redis.run_cli({"SET", "svc:d", "1"});
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:d") == 1; }));
-  EXPECT_EQ(second.count("svc:d"), 0u);
-}
-
-TEST_F(RedisClientTest, TrackingResetsAndRecoversAfterRestart) {
-  client = std::make_unique<Client>(io.context(), options_for(redis));
-  client->track_prefix("svc:", recorder.invalidate(), recorder.reset());
-  client->start();
-  ASSERT_TRUE(wait_until([&] { return client->tracking_active(); })) << redis.log();
-  const int before_kill = recorder.resets();
-  redis.kill();
-  ASSERT_TRUE(wait_until([&] { return !client->tracking_active() && !client->connected(); }));
-  ASSERT_TRUE(wait_until([&] { return recorder.resets() > before_kill; }));
-  const int after_kill = recorder.resets();
-  ASSERT_TRUE(redis.restart()) << redis.log();
-  ASSERT_TRUE(wait_until([&] { return client->tracking_active(); }));
-  // The reset runs on the client's thread just after tracking turns active
-  // (the cache's reset handler relies on that order), so wait for it.
-  EXPECT_TRUE(wait_until([&] { return recorder.resets() > after_kill; }));
-  redis.run_cli({"SET", "svc:z", "1"});
-  ASSERT_TRUE(wait_until([&] { return recorder.count("svc:z") == 1; }));
 }
 
 }  // namespace
