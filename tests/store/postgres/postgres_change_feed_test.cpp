@@ -1,6 +1,7 @@
-// The change feed on PostgreSQL: the SQLite store's feed tests
-// (tests/store/sqlite/change_feed_test.cpp) ported, plus several writers on one
-// database sharing one gap-free, ordered sequence.
+// The PostgreSQL store's own change-feed test: several writers on one database
+// share one gap-free, ordered sequence. The feed's contract (sequences, refused
+// mutations, pruning) is tested once, against both stores, in
+// tests/store/contract/change_feed_contract_test.cpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,78 +15,6 @@ namespace {
 
 using namespace postgres_test;
 using store::Outcome;
-
-std::vector<std::uint64_t> sequences(const std::vector<store::Change>& changes) {
-  std::vector<std::uint64_t> result;
-  for (const auto& change : changes) result.push_back(change.sequence);
-  return result;
-}
-
-TEST_F(PostgresStoreTest, EveryChangeGetsTheNextSequenceInItsTransaction) {
-  store::PostgresStore db(options());
-  EXPECT_EQ(db.last_sequence(), 0u);
-  const std::vector<store::Mutation> batch = {
-      store::Upsert{make_registration("orders", "a1")},
-      store::Upsert{make_registration("orders", "a1")},  // identical: no change
-      store::Upsert{make_registration("payments", "p1")},
-      store::Deregister{"orders", "missing"},  // not_found: no change
-      store::Deregister{"orders", "a1"},
-  };
-  const auto results = db.apply(batch, kNow);
-  EXPECT_EQ(results[0].sequence, 1u);
-  EXPECT_EQ(results[1].outcome, Outcome::unchanged);
-  EXPECT_EQ(results[1].sequence, 0u);
-  EXPECT_EQ(results[2].sequence, 2u);
-  EXPECT_EQ(results[3].sequence, 0u);
-  EXPECT_EQ(results[4].sequence, 3u);
-  EXPECT_EQ(db.last_sequence(), 3u);
-  const auto changes = db.read_changes(0, 100);
-  ASSERT_EQ(changes.size(), 3u);
-  EXPECT_EQ(changes[0], (store::Change{1, "orders", 1, kNow}));
-  EXPECT_EQ(changes[1], (store::Change{2, "payments", 1, kNow}));
-  EXPECT_EQ(changes[2], (store::Change{3, "orders", 2, kNow}));
-  // From any point, at most `limit`.
-  EXPECT_EQ(sequences(db.read_changes(1, 1)), (std::vector<std::uint64_t>{2}));
-  EXPECT_TRUE(db.read_changes(3, 100).empty());
-  // The next batch continues the sequence.
-  EXPECT_EQ(apply(db, store::Upsert{make_registration("orders", "a2")}).sequence, 4u);
-}
-
-TEST_F(PostgresStoreTest, ARefusedMutationTakesNoSequenceNumber) {
-  store::PostgresStore db(options());
-  apply(db, store::Upsert{make_registration("orders", "a1")});
-  // A trigger makes one registration fail inside its savepoint.
-  sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-      "IF NEW.id = 'bad' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$; "
-      "CREATE TRIGGER refuse BEFORE INSERT ON instances FOR EACH ROW EXECUTE FUNCTION refuse()");
-  const std::vector<store::Mutation> batch = {
-      store::Upsert{make_registration("orders", "bad")},
-      store::Upsert{make_registration("orders", "good")},
-  };
-  const auto results = db.apply(batch, kNow);
-  EXPECT_EQ(results[0].outcome, Outcome::failed);
-  EXPECT_EQ(results[0].sequence, 0u);
-  EXPECT_EQ(results[1].outcome, Outcome::created);
-  EXPECT_EQ(results[1].sequence, 2u);
-  EXPECT_EQ(sequences(db.read_changes(0, 100)), (std::vector<std::uint64_t>{1, 2}));
-  EXPECT_EQ(db.last_sequence(), 2u);
-}
-
-TEST_F(PostgresStoreTest, OldChangesArePrunedBeyondTheRetention) {
-  auto pruning = options();
-  pruning.change_retention = 100;
-  store::PostgresStore db(pruning);
-  for (int i = 0; i < 1100; ++i) {
-    apply(db,
-          store::Upsert{make_registration("svc" + std::to_string(i % 7), "i" + std::to_string(i))});
-  }
-  EXPECT_EQ(db.last_sequence(), 1100u);
-  // Pruned at sequence 1024 down to its last 100: the first kept is 925.
-  const auto kept = db.read_changes(0, 10);
-  ASSERT_FALSE(kept.empty());
-  EXPECT_EQ(kept.front().sequence, 925u);
-  EXPECT_EQ(db.read_changes(1099, 10).size(), 1u);
-}
 
 // Two daemons writing at the same time: the clock row orders them, so the feed
 // is 1..N with no gap and no number twice, and every result's sequence is the
