@@ -194,6 +194,16 @@ struct StoreStatus {
   int schema_version = 0;
 };
 
+// The registry as of one sequence of the change feed, read in one transaction:
+// a zone transfer's serial and its contents must agree (xfr/).
+struct RegistryRead {
+  std::uint64_t sequence = 0;  // every service below is as of this change
+  // Every service with instances is below, not only the changed ones.
+  bool complete = false;
+  // Ordered by name. A changed service that has no instances left has none.
+  std::vector<ServiceSnapshot> services;
+};
+
 class RegistryStore {
  public:
   virtual ~RegistryStore() = default;
@@ -227,6 +237,10 @@ class RegistryStore {
   virtual std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) = 0;
   // The sequence number of the newest committed change (0: none yet).
   virtual std::uint64_t last_sequence() = 0;
+  // The services changed after `after`, as of the newest sequence, in one
+  // transaction; every service (complete) when `after` is 0, ahead of the
+  // feed, or older than what the feed still holds.
+  virtual RegistryRead read_registry_since(std::uint64_t after) = 0;
 
   // Membership: creates or renews the member's row (lease until the database's
   // now + lease, its applied sequence) and returns the newest committed

@@ -72,6 +72,7 @@ class PostgresStore final : public RegistryStore {
   StoreStatus status() override;  // backend "postgresql", the redacted URL
   std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
   std::uint64_t last_sequence() override;
+  RegistryRead read_registry_since(std::uint64_t after) override;
   // postgres_members.cpp: on a connection of their own, so that a renewal never
   // waits behind a batch or for a free read connection. "The database's clock"
   // is the server's (clock_timestamp()), the same for every daemon.

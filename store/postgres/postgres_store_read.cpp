@@ -127,6 +127,90 @@ std::uint64_t PostgresStore::last_sequence() {
   });
 }
 
+namespace {
+
+// The changed services with their rows (a LATERAL lookup per service: see
+// batch_reads.cpp on generic plans). A service without instances has one row
+// of NULLs.
+const std::string kChangedServices =
+    std::string(
+        "SELECT s.name, s.version, s.lb_strategy, i.* FROM "
+        "(SELECT DISTINCT service FROM changes WHERE seq > $1) c "
+        "JOIN services s ON s.name = c.service LEFT JOIN LATERAL (SELECT ") +
+    kInstanceColumns +
+    " FROM instances WHERE instances.service = s.name) i ON true "
+    "ORDER BY s.name COLLATE \"C\", i.id COLLATE \"C\"";
+constexpr const char* kEveryService =
+    "SELECT name, version, lb_strategy FROM services s WHERE EXISTS "
+    "(SELECT 1 FROM instances i WHERE i.service = s.name) ORDER BY name COLLATE \"C\"";
+const std::string kEveryInstance =
+    std::string("SELECT ") + kInstanceColumns +
+    " FROM instances ORDER BY service COLLATE \"C\", id COLLATE \"C\"";
+
+// Rows of (name, version, lb[, instance columns]) in name order into snapshots.
+std::vector<ServiceSnapshot> group_services(const Result& services, const Result* instances) {
+  std::vector<ServiceSnapshot> snapshots;
+  for (int row = 0; row < services.rows(); ++row) {
+    if (snapshots.empty() || snapshots.back().service != services.text(row, 0)) {
+      ServiceSnapshot& snapshot = snapshots.emplace_back();
+      snapshot.service = services.string(row, 0);
+      snapshot.version = unsigned_at(services, row, 1);
+      snapshot.lb = parse_lb_strategy(services.text(row, 2));
+    }
+    if (!instances && !services.is_null(row, 3)) {
+      snapshots.back().instances.push_back(read_instance_row(services, row, 3));
+    }
+  }
+  if (!instances) return snapshots;
+  auto into = snapshots.begin();
+  for (int row = 0; row < instances->rows(); ++row) {
+    Instance instance = read_instance_row(*instances, row);
+    while (into != snapshots.end() && into->service < instance.service()) ++into;
+    if (into == snapshots.end() || into->service != instance.service()) continue;
+    into->instances.push_back(std::move(instance));
+  }
+  return snapshots;
+}
+
+}  // namespace
+
+RegistryRead PostgresStore::read_registry_since(std::uint64_t after) {
+  return with_reader(*readers_, "read_registry_since", [&](Connection& db) {
+    // One snapshot for every statement: the sequence and every row agree.
+    try {
+      const auto head = db.exec_pipeline(
+          std::vector<Statement>{{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}},
+                                 {"SELECT seq FROM registry_clock", {}},
+                                 {"SELECT coalesce(min(seq), 0) FROM changes", {}}});
+      RegistryRead read;
+      read.sequence = head[1].rows() > 0 ? unsigned_at(head[1], 0, 0) : 0;
+      const std::uint64_t first_kept = unsigned_at(head[2], 0, 0);
+      const bool reaches_back =
+          after == read.sequence || (first_kept != 0 && first_kept <= after + 1);
+      read.complete = after == 0 || after > read.sequence || !reaches_back;
+      if (read.complete) {
+        const auto rows = db.exec_pipeline(
+            std::vector<Statement>{{kEveryService, {}}, {kEveryInstance, {}}, {"COMMIT", {}}});
+        read.services = group_services(rows[0], &rows[1]);
+      } else {
+        const auto rows = db.exec_pipeline(std::vector<Statement>{
+            {kChangedServices, {param(static_cast<std::int64_t>(after))}}, {"COMMIT", {}}});
+        read.services = group_services(rows[0], nullptr);
+      }
+      return read;
+    } catch (...) {
+      // Never hand the connection back inside the transaction.
+      if (db.usable()) {
+        try {
+          db.exec("ROLLBACK");
+        } catch (const PgError&) {
+        }
+      }
+      throw;
+    }
+  });
+}
+
 StoreStatus PostgresStore::status() {
   return {"postgresql", location_, schema_version()};
 }

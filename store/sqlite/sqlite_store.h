@@ -61,6 +61,7 @@ class SqliteStore final : public RegistryStore {
   StoreStatus status() override;  // backend "sqlite", the file, its schema version
   std::vector<Change> read_changes(std::uint64_t after, std::size_t limit) override;
   std::uint64_t last_sequence() override;
+  RegistryRead read_registry_since(std::uint64_t after) override;
   // sqlite_members.cpp: on a connection of their own with synchronous=NORMAL
   // (a lost renewal after a power cut only shortens a lease).
   std::uint64_t renew_member(const MemberReport& report) override;

@@ -113,6 +113,71 @@ std::uint64_t SqliteStore::last_sequence() {
   });
 }
 
+namespace {
+
+// Every service with instances and all their rows (RegistryRead::complete),
+// inside the caller's read transaction.
+std::vector<ServiceSnapshot> read_every_service(SQLite::Database& db) {
+  std::vector<ServiceSnapshot> services;
+  SQLite::Statement names(db,
+                          "SELECT name, version, lb_strategy FROM services s WHERE EXISTS "
+                          "(SELECT 1 FROM instances i WHERE i.service = s.name) ORDER BY name");
+  while (names.executeStep()) {
+    ServiceSnapshot& snapshot = services.emplace_back();
+    snapshot.service = names.getColumn(0).getString();
+    snapshot.version = static_cast<std::uint64_t>(names.getColumn(1).getInt64());
+    snapshot.lb = parse_lb_strategy(names.getColumn(2).getString());
+  }
+  SQLite::Statement rows(
+      db, std::string("SELECT ") + kInstanceColumns + " FROM instances ORDER BY service, id");
+  auto into = services.begin();
+  while (rows.executeStep()) {
+    Instance instance = read_instance_row(rows);
+    while (into != services.end() && into->service < instance.service()) ++into;
+    if (into == services.end() || into->service != instance.service()) continue;
+    into->instances.push_back(std::move(instance));
+  }
+  return services;
+}
+
+}  // namespace
+
+RegistryRead SqliteStore::read_registry_since(std::uint64_t after) {
+  return with_reader(*readers_, "read_registry_since", [&](SQLite::Database& db) {
+    RegistryRead read;
+    // One read transaction: the sequence and every row from the same commit.
+    SQLite::Transaction transaction(db);
+    SQLite::Statement clock(db, "SELECT seq FROM registry_clock");
+    read.sequence =
+        clock.executeStep() ? static_cast<std::uint64_t>(clock.getColumn(0).getInt64()) : 0;
+    SQLite::Statement oldest(db, "SELECT coalesce(min(seq), 0) FROM changes");
+    oldest.executeStep();
+    const auto first_kept = static_cast<std::uint64_t>(oldest.getColumn(0).getInt64());
+    const bool reaches_back =
+        after == read.sequence || (first_kept != 0 && first_kept <= after + 1);
+    read.complete = after == 0 || after > read.sequence || !reaches_back;
+    if (read.complete) {
+      read.services = read_every_service(db);
+    } else {
+      SQLite::Statement changed(
+          db, "SELECT DISTINCT service FROM changes WHERE seq > ? ORDER BY service");
+      changed.bind(1, static_cast<std::int64_t>(after));
+      while (changed.executeStep()) {
+        ServiceSnapshot& snapshot = read.services.emplace_back();
+        snapshot.service = changed.getColumn(0).getString();
+        snapshot.version = current_version(db, snapshot.service);
+        snapshot.lb = parse_lb_strategy(current_strategy(db, snapshot.service));
+        SQLite::Statement rows(db, std::string("SELECT ") + kInstanceColumns +
+                                       " FROM instances WHERE service = ? ORDER BY id");
+        rows.bind(1, snapshot.service);
+        while (rows.executeStep()) snapshot.instances.push_back(read_instance_row(rows));
+      }
+    }
+    transaction.commit();
+    return read;
+  });
+}
+
 StoreStatus SqliteStore::status() {
   return {"sqlite", options_.path, schema_version()};
 }

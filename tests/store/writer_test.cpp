@@ -207,6 +207,7 @@ class RefusingOnceStore final : public store::RegistryStore {
   store::StoreStatus status() override { return {"memory", "", 0}; }
   std::vector<store::Change> read_changes(std::uint64_t, std::size_t) override { return {}; }
   std::uint64_t last_sequence() override { return 0; }
+  store::RegistryRead read_registry_since(std::uint64_t) override { return {}; }
   std::uint64_t renew_member(const store::MemberReport&) override { return 0; }
   void remove_member(std::string_view) override {}
   std::vector<store::Member> read_members() override { return {}; }
