@@ -98,7 +98,8 @@ struct Flags {
   std::string config_file;
   std::optional<std::string> db, db_connect_wait, http_listen, dns_listen, zones, log_level,
       check_interval, check_timeout, ready_file, redis, redis_prefix, cache_ttl, redis_timeout,
-      token_file, read_access, tls_cert, tls_key, default_lb;
+      token_file, read_access, tls_cert, tls_key, default_lb, xfr_allow, notify, notify_interval,
+      tsig_key_file;
   std::optional<std::uint32_t> check_failures;
   std::optional<std::size_t> max_answer_records;
 };
@@ -138,8 +139,32 @@ void add_flags(CLI::App& app, Flags& flags) {
   app.add_option("--tls-cert", flags.tls_cert,
                  "PEM certificate chain: serve the HTTP API over TLS");
   app.add_option("--tls-key", flags.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--xfr-allow", flags.xfr_allow,
+                 "who may transfer the zone (AXFR/IXFR): PREFIX[,PREFIX...]; default nobody");
+  app.add_option("--notify", flags.notify,
+                 "secondaries to send NOTIFY to after changes: HOST:PORT[,HOST:PORT...]");
+  app.add_option("--notify-interval", flags.notify_interval,
+                 "at most one NOTIFY round per interval, e.g. 1s");
+  app.add_option("--tsig-key-file", flags.tsig_key_file,
+                 "transfers must be TSIG-signed with this key: one line ALGORITHM:NAME:SECRET");
   app.add_option("--ready-file", flags.ready_file,
                  "write the bound endpoints as JSON to this file once serving");
+}
+
+void apply_transfer_flags(const Flags& flags, Config& config) {
+  if (flags.xfr_allow)
+    config.xfr_allow = transfer_allow_list(comma_list(*flags.xfr_allow), "--xfr-allow");
+  if (flags.notify) {
+    config.xfr_notify.clear();
+    for (const auto& target : comma_list(*flags.notify)) {
+      config.xfr_notify.push_back(parse_listen_address(target, "--notify"));
+    }
+  }
+  if (flags.notify_interval) {
+    config.xfr_notify_interval =
+        parse_duration_setting(*flags.notify_interval, "--notify-interval");
+  }
+  if (flags.tsig_key_file) config.tsig_key_file = *flags.tsig_key_file;
 }
 
 void apply_flags(const Flags& flags, Config& config) {
@@ -165,6 +190,7 @@ void apply_flags(const Flags& flags, Config& config) {
     config.check_failures = integer_setting<std::uint32_t>(
         *flags.check_failures, 1, store::kMaxCheckFailures, "--check-failures");
   }
+  apply_transfer_flags(flags, config);
   if (flags.ready_file) config.ready_file = *flags.ready_file;
   if (flags.token_file) config.token_file = *flags.token_file;
   if (flags.read_access) config.read_access = *flags.read_access;

@@ -23,6 +23,7 @@
 #include "store/model.h"
 #include "store/postgres/postgres_store.h"
 #include "store/sqlite/sqlite_store.h"
+#include "xfr/zone_transfers.h"
 
 namespace daemon_config {
 
@@ -138,6 +139,14 @@ struct Config {
   // (store/cluster/membership.h). Empty id: host name, pid and a random suffix.
   std::string member_id;
   std::chrono::milliseconds member_lease{2000};
+  // [xfr]: zone transfers to secondaries (xfr/). Empty allow: nobody may
+  // transfer; transfers (and the registry-derived SOA serial) are on when
+  // anyone may, or someone is to be notified.
+  std::vector<store::IpPrefix> xfr_allow;
+  std::vector<ListenAddress> xfr_notify;
+  std::chrono::milliseconds xfr_notify_interval{1000};
+  std::string tsig_key_file;  // empty: no TSIG
+  bool zone_transfers() const { return !xfr_allow.empty() || !xfr_notify.empty(); }
   // [log]
   std::string log_level = "info";
   // Not in the file: where to write the bound endpoints once serving (for
@@ -168,6 +177,8 @@ store::CacheOptions cache_options(const Config& config);
 // `zone_file`: zone_file_path(config), once it is known to load.
 dns::Options dns_options(const Config& config, const std::string& zone_file);
 std::string zone_file_path(const Config& config);
+// Throws ConfigError when the TSIG key file cannot be read.
+xfr::ZoneTransferOptions zone_transfer_options(const Config& config);
 registry::HttpServerOptions http_options(const Config& config);
 health::Options health_options(const Config& config);
 store::CheckDefaults check_defaults(const Config& config);

@@ -70,6 +70,26 @@ dns::Options dns_options(const Config& config, const std::string& zone_file) {
   options.rate_limit.ipv4_prefix = config.dns_rrl_ipv4_prefix;
   options.rate_limit.ipv6_prefix = config.dns_rrl_ipv6_prefix;
   options.rate_limit.exempt = config.dns_rrl_exempt;
+  options.zone_transfers = config.zone_transfers();
+  return options;
+}
+
+xfr::ZoneTransferOptions zone_transfer_options(const Config& config) {
+  xfr::ZoneTransferOptions options;
+  options.settings.apex = *dns::Name::from_text(config.domain);
+  options.settings.ttl = config.dns_answer_ttl;
+  options.allow = config.xfr_allow;
+  if (!config.tsig_key_file.empty()) {
+    try {
+      options.key = xfr::read_tsig_key_file(config.tsig_key_file);
+    } catch (const xfr::TsigError& error) {
+      throw ConfigError(std::string("xfr.tsig_key_file: ") + error.what());
+    }
+  }
+  for (const ListenAddress& target : config.xfr_notify) {
+    options.notify.targets.emplace_back(boost::asio::ip::make_address(target.host), target.port);
+  }
+  options.notify.interval = config.xfr_notify_interval;
   return options;
 }
 

@@ -3,6 +3,7 @@
 // to config.cpp and config_toml.cpp.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -46,6 +47,32 @@ inline std::vector<store::IpPrefix> prefix_list(const std::vector<std::string>& 
     prefixes.push_back(*prefix);
   }
   return prefixes;
+}
+
+// Who may transfer: address ranges, where a lone address means itself.
+inline std::vector<store::IpPrefix> transfer_allow_list(const std::vector<std::string>& texts,
+                                                        const std::string& setting) {
+  std::vector<std::string> ranges;
+  for (const auto& text : texts) {
+    const bool lone = text.find('/') == std::string::npos;
+    ranges.push_back(lone ? text + (text.find(':') == std::string::npos ? "/32" : "/128") : text);
+  }
+  return prefix_list(ranges, setting);
+}
+
+// "a,b,c" (a flag's list) split at the commas, blanks dropped.
+inline std::vector<std::string> comma_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', start), text.size());
+    std::string item = text.substr(start, comma - start);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) items.push_back(item);
+    start = comma + 1;
+  }
+  return items;
 }
 
 }  // namespace daemon_config

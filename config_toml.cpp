@@ -257,6 +257,24 @@ void apply_cluster_table(Config& config, const toml::table& root) {
   }
 }
 
+void apply_xfr_table(Config& config, const toml::table& root) {
+  TableReader xfr(root, "xfr");
+  xfr.known({"allow", "notify", "notify_interval", "tsig_key_file"});
+  if (auto allow = xfr.string_array("allow")) {
+    config.xfr_allow = transfer_allow_list(*allow, "xfr.allow");
+  }
+  if (auto notify = xfr.string_array("notify")) {
+    config.xfr_notify.clear();
+    for (const auto& target : *notify) {
+      config.xfr_notify.push_back(parse_listen_address(target, "xfr.notify"));
+    }
+  }
+  if (auto interval = xfr.string("notify_interval")) {
+    config.xfr_notify_interval = parse_duration_setting(*interval, "xfr.notify_interval");
+  }
+  if (auto file = xfr.string("tsig_key_file")) config.tsig_key_file = *file;
+}
+
 void apply_log_table(Config& config, const toml::table& root) {
   TableReader log(root, "log");
   log.known({"level"});
@@ -275,8 +293,8 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     throw ConfigError(message.str());
   }
   for (const auto& [key, value] : root) {
-    static constexpr std::string_view kTables[] = {"db",    "store",  "http",    "dns",
-                                                   "cache", "health", "cluster", "log"};
+    static constexpr std::string_view kTables[] = {"db",     "store",   "http", "dns", "cache",
+                                                   "health", "cluster", "xfr",  "log"};
     if (std::find(std::begin(kTables), std::end(kTables), key.str()) == std::end(kTables)) {
       throw ConfigError(source_name + ": unknown section [" + std::string(key.str()) + "]");
     }
@@ -289,6 +307,7 @@ void apply_toml(Config& config, const std::string& toml_text, const std::string&
     apply_cache_table(config, root);
     apply_health_table(config, root);
     apply_cluster_table(config, root);
+    apply_xfr_table(config, root);
     apply_log_table(config, root);
   } catch (const ConfigError& error) {
     throw ConfigError(source_name + ": " + error.what());

@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -112,8 +113,14 @@ class Daemon {
   store::ServiceCache cache_;
   store::Writer::Subscription cache_subscription_;
   const std::string zone_file_;
+  // Shared with zone transfers, which publish its live SOA serial.
+  std::shared_ptr<const dns::Zone> zone_;
   boost::asio::io_context dns_io_;
   dns::Server dns_server_;
+  // Only when configured ([xfr]): AXFR/IXFR and NOTIFY for secondaries.
+  std::unique_ptr<xfr::ZoneTransfers> transfers_;
+  // What the feed's thread wakes: set once transfers_ runs, cleared before it stops.
+  std::atomic<xfr::ZoneTransfers*> transfers_to_wake_{nullptr};
   health::Checker checker_;
   store::Writer::Subscription checker_subscription_;
   boost::asio::io_context io_;  // HTTP and signals, on the main thread
@@ -140,8 +147,8 @@ Daemon::Daemon(const Config& config)
       cache_(store_, writer_, cache_options()),
       cache_subscription_(writer_.subscribe(cache_)),
       zone_file_(daemon_config::zone_file_path(config)),
-      dns_server_(dns_io_, daemon_config::dns_options(config, zone_file_),
-                  dns::Zone::load(zone_file_, config.domain), cache_),
+      zone_(dns::Zone::load(zone_file_, config.domain)),
+      dns_server_(dns_io_, daemon_config::dns_options(config, zone_file_), zone_, cache_),
       checker_(health_io_, store_, writer_, checker_options()),
       checker_subscription_(writer_.subscribe(checker_)),
       api_(
@@ -178,6 +185,15 @@ Daemon::Daemon(const Config& config)
     log_->info("cache: Redis at {} (prefix \"{}\", TTL {} ms, timeout {} ms)", config.redis,
                config.redis_prefix, config.cache_ttl.count(), config.redis_timeout.count());
   }
+  if (config.zone_transfers()) {
+    transfers_ = std::make_unique<xfr::ZoneTransfers>(store_, zone_, dns_io_,
+                                                      daemon_config::zone_transfer_options(config));
+    transfers_->start(dns_server_);
+    transfers_to_wake_ = transfers_.get();
+    log_->info("zone transfers on: serial {} (allowed from {} range(s), {} to notify{})",
+               zone_->serial(), config.xfr_allow.size(), config.xfr_notify.size(),
+               config.tsig_key_file.empty() ? "" : ", TSIG required");
+  }
   dns_server_.start();
   log_->info("DNS serving {} from {} on {} (UDP and TCP)", config.domain, zone_file_,
              dns_server_.udp_endpoint().to_string());
@@ -213,7 +229,10 @@ store::CacheOptions Daemon::cache_options() {
   // Notifications wake the feed; polling only catches a lost one.
   if (config_.postgres()) options.feed.poll_interval = std::chrono::milliseconds(50);
   options.serving_deadline = &serving_deadline_;
-  options.feed_advanced = [this] { membership_.feed_advanced(); };
+  options.feed_advanced = [this] {
+    membership_.feed_advanced();
+    if (auto* transfers = transfers_to_wake_.load()) transfers->wake();
+  };
   // The checker follows the instances other daemons register and remove.
   options.feed_changes = [this](const std::vector<store::Change>& changes) {
     checker_.on_feed_changes(changes);
@@ -251,6 +270,7 @@ health::Options Daemon::checker_options() {
 void Daemon::report_status(nlohmann::json& status) const {
   status["http"] = registry::status_json(http_.stats(), http_.tls());
   status["dns"] = dns::status_json(dns_server_);
+  if (transfers_) status["xfr"] = transfers_->status();
   status["cache"] = store::status_json(cache_);
   status["health"] = health::status_json(checker_);
   status["cluster"] = store::status_json(membership_);
@@ -287,6 +307,8 @@ int Daemon::run() {
   // HTTP is done. Close the DNS listeners, then let the checker flush its check
   // records and the writer commit what is queued (its subscribers still need the
   // cache), then stop the cache.
+  transfers_to_wake_ = nullptr;
+  if (transfers_) transfers_->stop();
   dns_server_.stop();
   dns_work.reset();
   dns_thread.join();

@@ -37,6 +37,9 @@ struct RateLimitOptions {
 };
 
 struct Options {
+  // AXFR and IXFR go to the server's TransferHandler (xfr/); without one they
+  // are REFUSED.
+  bool zone_transfers = false;
   // The zone apex; every dynamic name lives below it. Must match the SOA owner of
   // the zone file.
   std::string domain = "discovery.";

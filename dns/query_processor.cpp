@@ -123,6 +123,10 @@ Outcome QueryProcessor::process(std::span<const std::uint8_t> bytes, Transport t
     case ParseStatus::ok:
       break;
   }
+  const bool transfer_type = query.qtype == rrtype::axfr || query.qtype == rrtype::ixfr;
+  if (transfer_type && options_.zone_transfers && query.qclass == rrclass::in) {
+    return {.kind = Outcome::Kind::transfer};
+  }
   const std::uint16_t early_code = rcode_before_name(query);
   ClassifiedName name;
   store::ServiceSnapshotPtr snapshot;

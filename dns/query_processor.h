@@ -55,6 +55,7 @@ struct Outcome {
     respond,       // send the `size` bytes at the start of the response buffer
     drop,          // send nothing (too short to answer, or a response)
     needs_lookup,  // fetch pending->service(), then resume(*pending, ...) with the result
+    transfer,      // AXFR or IXFR: hand the query to the TransferHandler (dns/transfer.h)
   };
   Kind kind = Kind::drop;
   std::size_t size = 0;

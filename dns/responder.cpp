@@ -1,5 +1,7 @@
 #include "dns/responder.h"
 
+#include <array>
+
 #include "dns/record_builders.h"
 
 namespace dns {
@@ -23,10 +25,10 @@ std::uint16_t Responder::nodata() {
 // RFC 2308 section 3: the SOA goes in the authority section with a TTL that tells
 // resolvers how long to cache the negative answer.
 void Responder::add_negative_soa() {
-  const StaticRRset& soa = zone_.soa();
+  std::array<std::uint8_t, Zone::kMaxSoaRdata> rdata;
   const std::uint32_t ttl = options_.negative_ttl.value_or(zone_.negative_ttl());
   if (!message_.add_record(Section::authority, Owner::name(zone_.apex()), rrtype::soa, rrclass::in,
-                           ttl, soa.rdatas.front())) {
+                           ttl, zone_.soa_rdata(rdata))) {
     mark_truncated();
   }
 }
@@ -42,6 +44,11 @@ std::uint16_t Responder::positive_or_nodata(bool complete) {
 }
 
 bool Responder::add_static_rrset(Section section, Owner owner, const StaticRRset& rrset) {
+  if (rrset.type == rrtype::soa) {  // the apex's: the serial is live
+    std::array<std::uint8_t, Zone::kMaxSoaRdata> rdata;
+    return message_.add_record(section, owner, rrset.type, rrclass::in, rrset.ttl,
+                               zone_.soa_rdata(rdata));
+  }
   for (const auto& rdata : rrset.rdatas) {
     if (!message_.add_record(section, owner, rrset.type, rrclass::in, rrset.ttl, rdata)) {
       return false;

@@ -170,9 +170,26 @@ class UdpListener : public std::enable_shared_from_this<UdpListener> {
         case Outcome::Kind::needs_lookup:
           answer_later(i, std::move(outcome.pending));
           break;
+        case Outcome::Kind::transfer:
+          answer_transfer(i, query, response, replies);
+          break;
       }
     }
     send_batch(replies);
+  }
+
+  // IXFR over UDP (the SOA-only reply) or AXFR (refused): xfr/ decides.
+  void answer_transfer(std::size_t slot, std::span<const std::uint8_t> query,
+                       std::span<std::uint8_t> response, std::size_t& replies) {
+    const std::size_t size = context_->transfers ? context_->transfers->answer_udp(
+                                                       query, to_ip_address(peers_[slot]), response)
+                                                 : 0;
+    if (size == 0) {
+      Stats::bump(context_->stats.dropped);
+      return;
+    }
+    context_->stats.count_response(response[3] & 0x0F, false);
+    queue_reply(slot, response.first(size), replies);
   }
 
   // Adds the reply to send_[replies] for the datagram in slot `slot`.
@@ -285,6 +302,10 @@ Server::Server(asio::io_context& io, Options options, std::shared_ptr<const Zone
 
 Server::~Server() {
   stop();
+}
+
+void Server::set_transfer_handler(std::shared_ptr<TransferHandler> handler) {
+  impl_->context->transfers = std::move(handler);
 }
 
 void Server::start() {

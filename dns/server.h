@@ -10,6 +10,7 @@
 
 #include "dns/options.h"
 #include "dns/stats.h"
+#include "dns/transfer.h"
 #include "dns/zone.h"
 #include "store/lookup.h"
 
@@ -40,6 +41,8 @@ class Server {
   // (with port 0, the port the kernel chose for UDP; retried if TCP finds it
   // taken), and starts serving. Throws std::system_error naming the failing step.
   void start();
+  // Where AXFR and IXFR go (Options::zone_transfers); before start().
+  void set_transfer_handler(std::shared_ptr<TransferHandler> handler);
   // Closes the listeners and every open TCP connection. Callable from any thread:
   // the work runs on the io_context (immediately when called from its thread).
   void stop();

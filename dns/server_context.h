@@ -9,6 +9,7 @@
 #include "dns/options.h"
 #include "dns/query_processor.h"
 #include "dns/stats.h"
+#include "dns/transfer.h"
 #include "store/logging.h"
 #include "store/lookup.h"
 
@@ -26,6 +27,8 @@ struct ServerContext {
   Options options;
   QueryProcessor processor;
   store::ServiceLookup& lookup;
+  // Set before the server starts when Options::zone_transfers is on.
+  std::shared_ptr<TransferHandler> transfers;
   Stats stats;
   std::shared_ptr<spdlog::logger> log = dns_logger();
 };

@@ -128,13 +128,19 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // Answers complete frames in order until one needs a fetch or output is full.
   void answer_buffered_queries() {
     std::size_t offset = 0;
-    while (!closed_ && !malformed_ && !awaiting_lookup_ && !output_full() &&
+    while (!closed_ && !malformed_ && !awaiting_lookup_ && !stream_ && !output_full() &&
            input_size_ - offset >= kFramePrefix) {
       const std::size_t length = load_u16(&input_[offset]);
       if (input_size_ - offset - kFramePrefix < length) break;
       const std::span<const std::uint8_t> query(&input_[offset + kFramePrefix], length);
       Stats::bump(context_.stats.tcp_queries);
       Outcome outcome = context_.processor.process(query, Transport::tcp, response_buffer());
+      if (outcome.kind == Outcome::Kind::transfer) {
+        // The queries after it wait until the whole transfer is queued.
+        offset += kFramePrefix + length;
+        start_transfer(query);
+        continue;
+      }
       if (outcome.kind == Outcome::Kind::needs_lookup) {
         // The frame stays buffered (at the front after compaction) until its
         // answer is queued, so that answers leave in the order of the queries.
@@ -185,10 +191,41 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       return;
     }
     context_.stats.count_response(outcome.rcode, outcome.truncated);
+    queue_frame(outcome.size);
+  }
+
+  // The first `size` bytes of the response buffer, framed, at the end of the output.
+  void queue_frame(std::size_t size) {
     const std::size_t at = queued_output_.size();
-    queued_output_.resize(at + kFramePrefix + outcome.size);
-    store_u16(&queued_output_[at], static_cast<std::uint16_t>(outcome.size));
-    std::memcpy(&queued_output_[at + kFramePrefix], response_buffer().data(), outcome.size);
+    queued_output_.resize(at + kFramePrefix + size);
+    store_u16(&queued_output_[at], static_cast<std::uint16_t>(size));
+    std::memcpy(&queued_output_[at + kFramePrefix], response_buffer().data(), size);
+  }
+
+  // A zone transfer (dns/transfer.h): its messages are produced only as the
+  // output drains, so a large zone never sits in memory twice and a slow
+  // secondary paces its own transfer.
+  void start_transfer(std::span<const std::uint8_t> query) {
+    if (!context_.transfers) return;
+    error_code error;
+    const auto peer = socket_.remote_endpoint(error);
+    if (error) return;
+    const auto client = store::IpAddress::parse(peer.address().to_string());
+    if (!client) return;
+    stream_ = context_.transfers->transfer(query, *client);
+    pump_transfer();
+  }
+
+  void pump_transfer() {
+    while (stream_ && !closed_ && !output_full()) {
+      const std::size_t size = stream_->next(response_buffer());
+      if (size == 0) {
+        stream_.reset();
+        break;
+      }
+      context_.stats.count_response(stream_->rcode(), false);
+      queue_frame(size);
+    }
   }
 
   void flush() {
@@ -210,6 +247,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       return;
     }
     touch();
+    pump_transfer();
     answer_buffered_queries();  // may have paused on a full output queue
     flush();
     close_if_done();
@@ -217,8 +255,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   }
 
   void close_if_done() {
-    const bool done =
-        (peer_closed_ || malformed_) && !awaiting_lookup_ && !writing_ && queued_output_.empty();
+    const bool done = (peer_closed_ || malformed_) && !awaiting_lookup_ && !stream_ && !writing_ &&
+                      queued_output_.empty();
     if (done) close();
   }
 
@@ -237,6 +275,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   bool reading_ = false;
   bool writing_ = false;
   bool awaiting_lookup_ = false;
+  std::unique_ptr<MessageStream> stream_;  // a zone transfer being written
   bool peer_closed_ = false;
   bool malformed_ = false;  // a frame was not DNS: nothing more is read
   bool closed_ = false;

@@ -64,6 +64,19 @@ const StaticRRset* ZoneNode::find(std::uint16_t type) const {
   return nullptr;
 }
 
+std::span<const std::uint8_t> Zone::soa_rdata(std::span<std::uint8_t> out) const {
+  return soa_rdata(out, serial());
+}
+
+std::span<const std::uint8_t> Zone::soa_rdata(std::span<std::uint8_t> out,
+                                              std::uint32_t serial) const {
+  const std::vector<std::uint8_t>& rdata = soa().rdatas.front();
+  std::copy(rdata.begin(), rdata.end(), out.begin());
+  // SERIAL, REFRESH, RETRY, EXPIRE and MINIMUM are the last 20 bytes.
+  store_u32(&out[rdata.size() - 20], serial);
+  return out.first(rdata.size());
+}
+
 const ZoneNode* Zone::find(const Name& name) const {
   const auto it = nodes_.find(key_of(name));
   return it == nodes_.end() ? nullptr : &it->second;
@@ -208,6 +221,8 @@ class Zone::Loader {
     if (rdata.size() < 20) fail("malformed SOA record");
     const std::uint32_t minimum = load_u32(&rdata[rdata.size() - 4]);
     zone_->negative_ttl_ = std::min(soa->ttl, minimum);
+    zone_->file_serial_ = load_u32(&rdata[rdata.size() - 20]);
+    zone_->serial_ = zone_->file_serial_;
   }
 
   // Every name between a record's owner and the apex exists (RFC 4592 calls them

@@ -3,9 +3,11 @@
 // query path copies RDATA into answers without parsing or allocating.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -53,6 +55,23 @@ class Zone {
   const StaticRRset& soa() const { return *apex_node().find(rrtype::soa); }
   // RFC 2308 section 5: the negative-caching TTL is min(SOA TTL, SOA MINIMUM).
   std::uint32_t negative_ttl() const { return negative_ttl_; }
+  // The SOA serial of the zone file, and the one answered: the file's until a
+  // zone-transfer source (xfr/zone_model.h) publishes the registry's.
+  std::uint32_t file_serial() const { return file_serial_; }
+  std::uint32_t serial() const { return serial_.load(std::memory_order_acquire); }
+  void publish_serial(std::uint32_t serial) const {
+    serial_.store(serial, std::memory_order_release);
+  }
+  // The apex SOA's RDATA with serial(): `serial` copied into `out` (room for
+  // kMaxSoaRdata bytes); the result views `out`.
+  static constexpr std::size_t kMaxSoaRdata = 2 * kMaxNameLength + 20;
+  std::span<const std::uint8_t> soa_rdata(std::span<std::uint8_t> out) const;
+  std::span<const std::uint8_t> soa_rdata(std::span<std::uint8_t> out, std::uint32_t serial) const;
+  // Every node, in the order of their wire names (zone transfers).
+  template <typename Visit>
+  void for_each_node(Visit&& visit) const {
+    for (const auto& [key, node] : nodes_) visit(node);
+  }
   // The node at `name` (lower-case), including empty non-terminals; null if none.
   const ZoneNode* find(const Name& name) const;
   std::size_t node_count() const { return nodes_.size(); }
@@ -66,6 +85,8 @@ class Zone {
 
   Name apex_;
   std::uint32_t negative_ttl_ = 0;
+  std::uint32_t file_serial_ = 0;
+  mutable std::atomic<std::uint32_t> serial_{0};
   // Keyed by lower-case wire name. std::map keeps node addresses stable for
   // StaticRRset::additional_nodes.
   std::map<std::string, ZoneNode, std::less<>> nodes_;
