@@ -48,14 +48,14 @@ class KnotSecondary final : public Secondary {
         path +
         "/knot-db\n"
         "remote:\n  - id: primary\n    address: 127.0.0.1@" +
-        std::to_string(options_.primary_port) + "\n" + key_ref +
+        std::to_string(options_.primary_port) + "\n" + key_ref + more_remotes(key_ref) +
         // NOTIFY comes unsigned (it only makes the secondary ask; the
         // transfer itself is signed).
         "acl:\n  - id: from_primary\n    address: 127.0.0.1\n    action: notify\n"
         "  - id: transfer_out\n    address: 127.0.0.1\n    action: transfer\n"
         "zone:\n  - domain: discovery.\n    storage: " +
-        path +
-        "\n    file: knot-secondary.zone\n    master: primary\n"
+        path + "\n    file: knot-secondary.zone\n    master: [" + masters() +
+        "]\n"
         "    acl: [from_primary, transfer_out]\n    zonefile-sync: -1\n"
         "    zonefile-load: none\n    journal-content: changes\n";
     std::filesystem::create_directories(path + "/knot-db");  // the journal lives there
@@ -75,6 +75,25 @@ class KnotSecondary final : public Secondary {
   std::string log() const override {
     return test_support::read_file(dir_.file("knot-secondary.log"));
   }
+
+ private:
+  std::string more_remotes(const std::string& key_ref) const {
+    std::string remotes;
+    for (std::size_t i = 0; i < options_.more_primaries.size(); ++i) {
+      remotes += "  - id: primary" + std::to_string(i + 2) + "\n    address: 127.0.0.1@" +
+                 std::to_string(options_.more_primaries[i]) + "\n" + key_ref;
+    }
+    return remotes;
+  }
+  std::string masters() const {
+    std::string list = "primary";
+    for (std::size_t i = 0; i < options_.more_primaries.size(); ++i) {
+      list += ", primary" + std::to_string(i + 2);
+    }
+    return list;
+  }
+
+ public:
   std::string name() const override { return "Knot"; }
 
  private:

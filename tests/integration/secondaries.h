@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/support/process.h"
 
@@ -19,6 +20,8 @@ struct SecondaryOptions {
   std::uint16_t primary_port = 0;  // the daemon's DNS port
   // "hmac-sha256:NAME:BASE64SECRET": transfers signed with it.
   std::optional<std::string> tsig;
+  // Knot only: more daemons it may transfer from (several over PostgreSQL).
+  std::vector<std::uint16_t> more_primaries = {};
 };
 
 class Secondary {

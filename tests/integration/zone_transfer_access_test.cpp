@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "store/sqlite/sqlite_store.h"
@@ -15,6 +16,7 @@
 #include "tests/integration/secondaries.h"
 #include "tests/store/store_test_support.h"
 #include "tests/support/http_client.h"
+#include "tests/support/postgres_server.h"
 #include "tests/support/process.h"
 
 namespace {
@@ -111,7 +113,7 @@ TEST(ZoneTransferAccess, AHundredThousandInstancesLoadInKnotWhileQueriesAreAnswe
       if (!dns::testing::udp_exchange(port, query, 1s)) ++unanswered;
     }
   });
-  auto knot = xfr_test::make_knot(dir, {knot_port, port, std::nullopt});
+  auto knot = xfr_test::make_knot(dir, {knot_port, port, std::nullopt, {}});
   ASSERT_TRUE(knot->start()) << knot->log();
   EXPECT_TRUE(wait_until(
       [&] { return knot->answer("i99999.svc999.instance.discovery.", "A") == "127.20.149.250\n"; },
@@ -122,6 +124,71 @@ TEST(ZoneTransferAccess, AHundredThousandInstancesLoadInKnotWhileQueriesAreAnswe
   EXPECT_GT(asked.load(), 10);
   EXPECT_EQ(unanswered.load(), 0);
   EXPECT_NE(knot->log().find("AXFR, incoming"), std::string::npos);
+}
+
+std::optional<std::uint32_t> serial_at(std::uint16_t port) {
+  std::istringstream fields(xfr_test::sorted_answer(port, "discovery.", "SOA"));
+  std::string mname, rname;
+  std::uint32_t serial = 0;
+  if (!(fields >> mname >> rname >> serial)) return std::nullopt;
+  return serial;
+}
+
+// Daemons sharing PostgreSQL compute the same serial for the same registry, so
+// a secondary may transfer from any of them: here Knot, listing two daemons,
+// goes on following the registry through the second after the first is gone,
+// and the serial never moves backwards.
+TEST(ZoneTransferAccess, OverPostgresASecondaryFollowsWhicheverDaemonAnswers) {
+  if (!dns::testing::command_exists("knotd")) GTEST_SKIP() << "knotd not installed";
+  test_support::PostgresServer postgres;
+  ASSERT_TRUE(postgres.start()) << postgres.log();
+  test_support::TempDir dir_a, dir_b;
+  const std::uint16_t knot_port = test_support::free_port();
+  const std::vector<std::string> args = {
+      "--xfr-allow",       "127.0.0.1", "--notify", "127.0.0.1:" + std::to_string(knot_port),
+      "--notify-interval", "100ms"};
+  const auto start = [&](test_support::TempDir& dir) {
+    auto daemon = std::make_unique<test_support::Daemon>(
+        dir, test_support::Daemon::Options{
+                 .db_path = postgres.url(), .extra_args = args, .redis_port = std::nullopt});
+    EXPECT_TRUE(daemon->start()) << daemon->log();
+    return daemon;
+  };
+  auto a = start(dir_a);
+  auto b = start(dir_b);
+  test_support::HttpClient http_a(a->http_port()), http_b(b->http_port());
+  ASSERT_EQ(http_a
+                .put("/v1/services/web/instances/w1",
+                     nlohmann::json{{"address", "127.3.4.1"},
+                                    {"port", 80},
+                                    {"check", {{"type", "ttl"}, {"ttl", "1h"}}}})
+                .status,
+            201);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return serial_at(a->dns_port()) && serial_at(a->dns_port()) == serial_at(b->dns_port());
+      },
+      5s));
+  auto knot = xfr_test::make_knot(dir_a, {knot_port, a->dns_port(), std::nullopt, {b->dns_port()}});
+  ASSERT_TRUE(knot->start()) << knot->log();
+  ASSERT_TRUE(
+      wait_until([&] { return knot->answer("web.service.discovery.", "A") == "127.3.4.1\n"; }, 10s))
+      << knot->log();
+  const auto before = serial_at(b->dns_port());
+  a->kill();
+  ASSERT_EQ(http_b
+                .put("/v1/services/web/instances/w2",
+                     nlohmann::json{{"address", "127.3.4.2"},
+                                    {"port", 80},
+                                    {"check", {{"type", "ttl"}, {"ttl", "1h"}}}})
+                .status,
+            201);
+  EXPECT_TRUE(wait_until(
+      [&] { return knot->answer("web.service.discovery.", "A") == "127.3.4.1\n127.3.4.2\n"; }, 10s))
+      << knot->log();
+  EXPECT_GT(*knot->serial(), *before);
+  ASSERT_TRUE(a->start()) << a->log();  // back, with an empty journal: the same serial
+  EXPECT_TRUE(wait_until([&] { return serial_at(a->dns_port()) == serial_at(b->dns_port()); }, 5s));
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ class ZoneTransferTest : public ::testing::TestWithParam<Kind> {
     http_ = test_support::HttpClient(daemon_->http_port());
   }
   void start_secondary(std::optional<std::string> tsig = std::nullopt) {
-    xfr_test::SecondaryOptions options{secondary_port_, daemon_->dns_port(), std::move(tsig)};
+    xfr_test::SecondaryOptions options{secondary_port_, daemon_->dns_port(), std::move(tsig), {}};
     secondary_ = GetParam() == Kind::knot ? xfr_test::make_knot(dir_, options)
                                           : xfr_test::make_nsd(dir_, options);
     ASSERT_TRUE(secondary_->start()) << secondary_->log();
