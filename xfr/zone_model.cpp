@@ -66,6 +66,8 @@ void ZoneModel::run() {
       if (!failing) logger()->warn("zone transfers: cannot read the registry: {}", error.what());
       failing = true;
     }
+    std::unique_lock lock(mutex_);
+    wake_.wait_for(lock, options_.min_interval, [&] { return stopping_; });
   }
 }
 

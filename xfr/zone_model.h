@@ -54,6 +54,9 @@ struct ZoneModelOptions {
   std::size_t journal_records = 1'000'000;
   // A refresh at least this often even without wake() (a lost wake-up).
   std::chrono::milliseconds poll_interval{1000};
+  // And at most this often: under a burst of writes one refresh takes in many
+  // changes instead of rereading a large service after each.
+  std::chrono::milliseconds min_interval{50};
 };
 
 struct ZoneModelStats {
