@@ -60,6 +60,31 @@ std::uint16_t TransferService::admit(const Request& request, const store::IpAddr
   }
 }
 
+std::unique_ptr<dns::MessageStream> TransferService::refuse_signed(
+    const Request& request, std::span<const std::uint8_t> message, std::uint16_t rcode) const {
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  auto refusal = std::make_unique<RefusalStream>(
+      request.query.header.id, request.query.header.flags, request.question, rcode);
+  const TsigVerdict verdict = request.tsig.verdict;
+  if (options_.key && verdict == TsigVerdict::ok) {
+    // A signed request gets a signed answer, a refusal too (another zone).
+    auto signer = std::make_shared<TsigSigner>(*options_.key, request.tsig.request_mac);
+    refusal->finish_with([signer](std::span<std::uint8_t> out, std::size_t size) {
+      const std::size_t signed_size = signer->sign(out, size, std::time(nullptr));
+      return signed_size != 0 ? signed_size : size;
+    });
+  } else if (options_.key && rcode == kNotAuth) {
+    // The error goes back in a TSIG record, so the client can tell BADKEY,
+    // BADSIG and BADTIME apart (RFC 8945 section 5.3.2).
+    refusal->finish_with([key = *options_.key,
+                          request_bytes = std::vector<std::uint8_t>(message.begin(), message.end()),
+                          verdict](std::span<std::uint8_t> out, std::size_t size) {
+      return append_tsig_error(out, size, request_bytes, verdict, key, std::time(nullptr));
+    });
+  }
+  return refusal;
+}
+
 std::unique_ptr<TransferStream> TransferService::full_zone(const Request& request,
                                                            const ZoneVersion& version) const {
   auto stream = std::make_unique<TransferStream>(request.query.header.id, request.question);
@@ -86,7 +111,9 @@ std::unique_ptr<dns::MessageStream> TransferService::transfer(std::span<const st
     if (!request.client_serial) return refuse(dns::rcode::formerr);
   }
   if (options_.key) request.tsig = verify_request(message, *options_.key, std::time(nullptr));
-  if (const std::uint16_t rcode = admit(request, client); rcode != 0) return refuse(rcode);
+  if (const std::uint16_t rcode = admit(request, client); rcode != 0) {
+    return refuse_signed(request, message, rcode);
+  }
   std::unique_ptr<TransferStream> stream;
   std::shared_ptr<const ZoneVersion> version;
   const auto steps = ixfr ? model_.steps_since(*request.client_serial, &version) : std::nullopt;
@@ -127,7 +154,9 @@ std::unique_ptr<dns::MessageStream> TransferService::transfer_over_udp(
   if (request.query.qtype == dns::rrtype::axfr) return refuse(dns::rcode::formerr);
   if (!client_serial(message, request.query)) return refuse(dns::rcode::formerr);
   if (options_.key) request.tsig = verify_request(message, *options_.key, std::time(nullptr));
-  if (const std::uint16_t rcode = admit(request, client); rcode != 0) return refuse(rcode);
+  if (const std::uint16_t rcode = admit(request, client); rcode != 0) {
+    return refuse_signed(request, message, rcode);
+  }
   // RFC 1995 section 2: the current SOA alone; a client behind asks again over TCP.
   auto stream = std::make_unique<TransferStream>(request.query.header.id, request.question);
   stream->append(soa_of(model_, model_.current()->serial));

@@ -48,6 +48,10 @@ class TransferService final : public dns::TransferHandler {
   std::uint16_t admit(const Request& request, const store::IpAddress& client) const;
   std::unique_ptr<dns::MessageStream> transfer_over_udp(std::span<const std::uint8_t> message,
                                                         const store::IpAddress& client);
+  // A refusal; a NOTAUTH for a bad signature carries the TSIG error.
+  std::unique_ptr<dns::MessageStream> refuse_signed(const Request& request,
+                                                    std::span<const std::uint8_t> message,
+                                                    std::uint16_t rcode) const;
   std::unique_ptr<TransferStream> full_zone(const Request& request,
                                             const ZoneVersion& version) const;
 

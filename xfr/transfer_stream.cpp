@@ -60,7 +60,8 @@ std::size_t RefusalStream::next(std::span<std::uint8_t> out) {
   const auto flags = static_cast<std::uint16_t>(dns::flag::qr | (flags_ & 0x7800) |
                                                 (flags_ & dns::flag::rd) | rcode_);
   if (!message.start(id_, flags, question_)) return 0;
-  return message.finish(nullptr);
+  const std::size_t size = message.finish(nullptr);
+  return finish_ ? finish_(out, size) : size;
 }
 
 }  // namespace xfr

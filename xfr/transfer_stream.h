@@ -4,6 +4,7 @@
 // request was (TSIG). Produced one message at a time as the connection drains.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -48,10 +49,15 @@ class RefusalStream final : public dns::MessageStream {
   RefusalStream(std::uint16_t id, std::uint16_t flags, std::vector<std::uint8_t> question,
                 std::uint16_t rcode)
       : id_(id), flags_(flags), question_(std::move(question)), rcode_(rcode) {}
+  // Runs on the finished message (and returns its new size): a TSIG error.
+  void finish_with(std::function<std::size_t(std::span<std::uint8_t>, std::size_t)> finish) {
+    finish_ = std::move(finish);
+  }
   std::size_t next(std::span<std::uint8_t> out) override;
   std::uint16_t rcode() const override { return rcode_; }
 
  private:
+  std::function<std::size_t(std::span<std::uint8_t>, std::size_t)> finish_;
   std::uint16_t id_;
   std::uint16_t flags_;  // the query's opcode and RD bits
   std::vector<std::uint8_t> question_;

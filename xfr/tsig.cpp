@@ -282,6 +282,8 @@ struct Variables {
   std::vector<std::uint8_t> algorithm;  // canonical wire form
   std::uint64_t time_signed = 0;
   std::uint16_t original_id = 0;
+  std::uint16_t error = 0;          // an error response's (RFC 8945 section 5.3.2)
+  std::vector<std::uint8_t> other;  // BADTIME: the server's time
 };
 
 // RFC 8945 section 4.3.3 (all variables) or 5.3.1 (timers only, for every
@@ -297,8 +299,9 @@ std::vector<std::uint8_t> digest_variables(const Variables& v, bool timers_only)
   put(out, v.time_signed, 6);
   put(out, kFudge, 2);
   if (!timers_only) {
-    put(out, 0, 2);  // error
-    put(out, 0, 2);  // other length
+    put(out, v.error, 2);
+    put(out, v.other.size(), 2);
+    put(out, v.other);
   }
   return out;
 }
@@ -309,16 +312,25 @@ std::vector<std::uint8_t> tsig_record(const Variables& v, const std::string& mac
   put(out, LDNS_RR_TYPE_TSIG, 2);
   put(out, LDNS_RR_CLASS_ANY, 2);
   put(out, 0, 4);  // TTL
-  put(out, tsig_record_size(0, v.algorithm.size(), mac.size()) - 10, 2);
+  put(out, tsig_record_size(0, v.algorithm.size(), mac.size()) - 10 + v.other.size(), 2);
   put(out, v.algorithm);
   put(out, v.time_signed, 6);
   put(out, kFudge, 2);
   put(out, mac.size(), 2);
   put(out, bytes_of(mac));
   put(out, v.original_id, 2);
-  put(out, 0, 2);  // error
-  put(out, 0, 2);  // other length
+  put(out, v.error, 2);
+  put(out, v.other.size(), 2);
+  put(out, v.other);
   return out;
+}
+
+// A name rdf (a TSIG owner or algorithm) in canonical (lower-case) wire form.
+std::vector<std::uint8_t> canonical_wire(const ldns_rdf* name) {
+  RdfPtr copy(ldns_rdf_clone(name));
+  ldns_dname2canonical(copy.get());
+  const auto* data = ldns_rdf_data(copy.get());
+  return {data, data + ldns_rdf_size(copy.get())};
 }
 
 }  // namespace
@@ -363,6 +375,47 @@ TsigCheck verify_request(std::span<const std::uint8_t> message, const TsigKey& k
   return {TsigVerdict::ok, std::string(data + 2, ldns_rdf_size(mac) - 2)};
 }
 
+// RFC 8945 sections 5.2.2, 5.2.3 and 5.3.2: BADKEY and BADSIG answers carry an
+// unsigned TSIG (no MAC) naming the error; a BADTIME answer is signed (the key
+// is right) and tells the client our time in Other Data.
+std::size_t append_tsig_error(std::span<std::uint8_t> buffer, std::size_t size,
+                              std::span<const std::uint8_t> request, TsigVerdict verdict,
+                              const TsigKey& key, std::time_t now) {
+  const std::uint16_t error = verdict == TsigVerdict::bad_signature ? 16
+                              : verdict == TsigVerdict::bad_key     ? 17
+                              : verdict == TsigVerdict::bad_time    ? 18
+                                                                    : 0;
+  auto located = locate_tsig(request);
+  if (error == 0 || located.verdict != TsigVerdict::ok || size < kHeaderSize) return size;
+  const ldns_rr* tsig = located.tsig.get();
+  const auto our_time =
+      static_cast<std::uint64_t>(std::max<std::time_t>(now, 0)) & 0xffffffffffffULL;
+  Variables v{canonical_wire(ldns_rr_owner(tsig)),
+              canonical_wire(ldns_rr_rdf(tsig, 0)),
+              our_time,
+              read16(buffer.data()),
+              error,
+              {}};
+  std::string mac;
+  if (error == 18) {
+    const auto* signed_at = ldns_rdf_data(ldns_rr_rdf(tsig, 1));
+    v.time_signed = 0;
+    for (int i = 0; i < 6; ++i) v.time_signed = (v.time_signed << 8) | signed_at[i];
+    put(v.other, our_time, 6);
+    const ldns_rdf* request_mac = ldns_rr_rdf(tsig, 3);  // MAC size + MAC
+    const std::span<const std::uint8_t> prior(ldns_rdf_data(request_mac),
+                                              ldns_rdf_size(request_mac));
+    mac = hmac(*find_algorithm(key.algorithm), key.secret,
+               {prior, buffer.first(size), digest_variables(v, false)});
+  }
+  const auto record = tsig_record(v, mac);
+  if (record.size() > buffer.size() - size) return size;
+  const std::uint16_t arcount = read16(buffer.data() + kArcountOffset);
+  std::copy(record.begin(), record.end(), buffer.begin() + static_cast<std::ptrdiff_t>(size));
+  write16(buffer.data() + kArcountOffset, static_cast<std::uint16_t>(arcount + 1));
+  return size + record.size();
+}
+
 TsigSigner::TsigSigner(TsigKey key, std::string request_mac)
     : key_(std::move(key)), previous_mac_(std::move(request_mac)) {
   if (find_algorithm(key_.algorithm) == nullptr || !name_wire(key_.name)) {
@@ -383,7 +436,7 @@ std::size_t TsigSigner::sign(std::span<std::uint8_t> buffer, std::size_t size, s
   const auto& algorithm = *find_algorithm(key_.algorithm);
   Variables v{*name_wire(key_.name), *name_wire(key_.algorithm + "."),
               static_cast<std::uint64_t>(std::max<std::time_t>(now, 0)) & 0xffffffffffffULL,
-              read16(buffer.data())};
+              read16(buffer.data()), 0, {}};
   std::vector<std::uint8_t> prior;
   if (!first_ || !previous_mac_.empty()) {
     put(prior, previous_mac_.size(), 2);

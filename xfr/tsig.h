@@ -66,6 +66,14 @@ class TsigSigner {
   bool first_ = true;
 };
 
+// Appends to the error response in buffer[0, size) the TSIG record RFC 8945
+// wants for a request that failed verification with `verdict`: unsigned with
+// the error for bad_key and bad_signature, signed with our time for bad_time
+// (nothing for other verdicts). Returns the new size.
+std::size_t append_tsig_error(std::span<std::uint8_t> buffer, std::size_t size,
+                              std::span<const std::uint8_t> request, TsigVerdict verdict,
+                              const TsigKey& key, std::time_t now);
+
 // Room to leave at the end of a message for its TSIG record.
 inline constexpr std::size_t kTsigReserve = 300;
 

@@ -56,7 +56,12 @@ TEST(ZoneTransferAccess, OnlyAllowedAddressesWithTheKeyMayTransfer) {
   EXPECT_NE(kdig(port, "-b 127.0.0.3 -y " + kKey + " discovery. AXFR").find("REFUSED"),
             std::string::npos);
   EXPECT_NE(kdig(port, "-b 127.0.0.2 discovery. AXFR").find("REFUSED"), std::string::npos);
-  EXPECT_NE(kdig(port, "-b 127.0.0.2 -y " + kWrongKey + " discovery. AXFR").find("NOTAUTH"),
+  // RFC 8945: the error comes back in a TSIG record.
+  EXPECT_NE(kdig(port, "-b 127.0.0.2 -y " + kWrongKey + " discovery. AXFR").find("BADSIG"),
+            std::string::npos);
+  const std::string other_key =
+      "hmac-sha256:other-key:ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+  EXPECT_NE(kdig(port, "-b 127.0.0.2 -y " + other_key + " discovery. AXFR").find("BADKEY"),
             std::string::npos);
   // The key never reaches the log.
   EXPECT_EQ(daemon->log().find("MDEyMzQ1Njc4OWFi"), std::string::npos);
