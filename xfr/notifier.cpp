@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <ctime>
 #include <optional>
 #include <random>
 #include <span>
@@ -237,6 +238,14 @@ void Notifier::Impl::send(Target& target) {
   auto& socket = target.endpoint.address().is_v4() ? socket_v4 : socket_v6;
   if (!socket || !socket->is_open()) return;
   auto message = std::make_shared<std::vector<std::uint8_t>>(encode_notify(zone, target.id));
+  if (options.key) {
+    // A request: signed with no prior MAC (RFC 8945 section 4.3.1).
+    const std::size_t size = message->size();
+    message->resize(size + kTsigReserve);
+    const std::size_t signed_size =
+        TsigSigner(*options.key, {}).sign(*message, size, std::time(nullptr));
+    message->resize(signed_size != 0 ? signed_size : size);
+  }
   ++sent;
   ++target.unanswered;
   socket->async_send_to(asio::buffer(*message), target.endpoint,

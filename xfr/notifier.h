@@ -7,11 +7,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
+
+#include "xfr/tsig.h"
 
 namespace xfr {
 
@@ -20,6 +23,9 @@ struct NotifyOptions {
   std::string zone = "discovery.";  // the zone's apex, presentation form
   std::chrono::milliseconds interval{1000};
   std::chrono::milliseconds first_retry{2000};
+  // When set, every NOTIFY is TSIG-signed with it (secondaries that accept
+  // NOTIFY only with the key).
+  std::optional<TsigKey> key;
 };
 
 struct NotifyStats {

@@ -5,10 +5,11 @@ namespace xfr {
 ZoneTransfers::ZoneTransfers(store::RegistryStore& store, std::shared_ptr<const dns::Zone> zone,
                              boost::asio::io_context& io, ZoneTransferOptions options)
     : model_(store, std::move(zone), {.settings = options.settings}),
-      service_(std::make_shared<TransferService>(
-          model_, TransferOptions{std::move(options.allow), std::move(options.key)})) {
+      service_(
+          std::make_shared<TransferService>(model_, TransferOptions{options.allow, options.key})) {
   if (!options.notify.targets.empty()) {
     options.notify.zone = options.settings.apex.to_text();
+    options.notify.key = options.key;
     notifier_ = std::make_unique<Notifier>(io, std::move(options.notify));
   }
 }

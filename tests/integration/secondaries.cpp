@@ -49,9 +49,8 @@ class KnotSecondary final : public Secondary {
         "/knot-db\n"
         "remote:\n  - id: primary\n    address: 127.0.0.1@" +
         std::to_string(options_.primary_port) + "\n" + key_ref + more_remotes(key_ref) +
-        // NOTIFY comes unsigned (it only makes the secondary ask; the
-        // transfer itself is signed).
-        "acl:\n  - id: from_primary\n    address: 127.0.0.1\n    action: notify\n"
+        // With a key, NOTIFY must be signed with it too.
+        "acl:\n  - id: from_primary\n    address: 127.0.0.1\n    action: notify\n" + key_ref +
         "  - id: transfer_out\n    address: 127.0.0.1\n    action: transfer\n"
         "zone:\n  - domain: discovery.\n    storage: " +
         path + "\n    file: knot-secondary.zone\n    master: [" + masters() +
@@ -124,9 +123,9 @@ class NsdSecondary final : public Secondary {
         "remote-control:\n  control-enable: no\n" +
         key + "zone:\n  name: discovery.\n  zonefile: \"" + path +
         "/nsd-secondary.zone\"\n"
-        // NOTIFY comes unsigned; the transfer is signed.
-        "  allow-notify: 127.0.0.1 NOKEY\n  request-xfr: 127.0.0.1@" +
-        std::to_string(options_.primary_port) + " " + key_name + "\n";
+        "  allow-notify: 127.0.0.1 " +
+        key_name + "\n  request-xfr: 127.0.0.1@" + std::to_string(options_.primary_port) + " " +
+        key_name + "\n";
     write_file(path + "/nsd.conf", conf);
     process_ = std::make_unique<test_support::Process>(
         std::vector<std::string>{"/usr/sbin/nsd", "-d", "-c", path + "/nsd.conf"},
