@@ -43,6 +43,18 @@ struct TransferService::Request {
   TsigCheck tsig;
 };
 
+namespace {
+
+// The query and a copy of its question (echoed in every refusal and answer).
+bool parse_request(std::span<const std::uint8_t> message, dns::Query& query,
+                   std::vector<std::uint8_t>& question) {
+  if (dns::parse_query(message, query) != dns::ParseStatus::ok) return false;
+  question.assign(query.question.begin(), query.question.end());
+  return true;
+}
+
+}  // namespace
+
 TransferService::TransferService(ZoneModel& model, TransferOptions options)
     : model_(model), options_(std::move(options)) {}
 
@@ -98,13 +110,9 @@ std::unique_ptr<TransferStream> TransferService::full_zone(const Request& reques
 std::unique_ptr<dns::MessageStream> TransferService::transfer(std::span<const std::uint8_t> message,
                                                               const store::IpAddress& client) {
   Request request;
-  if (dns::parse_query(message, request.query) != dns::ParseStatus::ok) return nullptr;
-  request.question.assign(request.query.question.begin(), request.query.question.end());
-  const auto refuse = [&](std::uint16_t rcode) -> std::unique_ptr<dns::MessageStream> {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    return std::make_unique<RefusalStream>(request.query.header.id, request.query.header.flags,
-                                           request.question, rcode);
-  };
+  if (!parse_request(message, request.query, request.question)) return nullptr;
+  // Before the TSIG check a refusal is unsigned (refuse_signed adds nothing).
+  const auto refuse = [&](std::uint16_t rcode) { return refuse_signed(request, message, rcode); };
   const bool ixfr = request.query.qtype == dns::rrtype::ixfr;
   if (ixfr) {
     request.client_serial = client_serial(message, request.query);
@@ -143,13 +151,9 @@ std::unique_ptr<dns::MessageStream> TransferService::transfer(std::span<const st
 std::unique_ptr<dns::MessageStream> TransferService::transfer_over_udp(
     std::span<const std::uint8_t> message, const store::IpAddress& client) {
   Request request;
-  if (dns::parse_query(message, request.query) != dns::ParseStatus::ok) return nullptr;
-  request.question.assign(request.query.question.begin(), request.query.question.end());
-  const auto refuse = [&](std::uint16_t rcode) -> std::unique_ptr<dns::MessageStream> {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    return std::make_unique<RefusalStream>(request.query.header.id, request.query.header.flags,
-                                           request.question, rcode);
-  };
+  if (!parse_request(message, request.query, request.question)) return nullptr;
+  // Before the TSIG check a refusal is unsigned (refuse_signed adds nothing).
+  const auto refuse = [&](std::uint16_t rcode) { return refuse_signed(request, message, rcode); };
   // RFC 5936 section 4.2: AXFR needs a stream transport.
   if (request.query.qtype == dns::rrtype::axfr) return refuse(dns::rcode::formerr);
   if (!client_serial(message, request.query)) return refuse(dns::rcode::formerr);
