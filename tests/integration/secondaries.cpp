@@ -26,6 +26,18 @@ KeyParts key_parts(const std::string& tsig) {
           tsig.substr(second + 1)};
 }
 
+// True once a server on `port` answers DNS at all (any status).
+bool answers_within_10s(std::uint16_t port) {
+  return test_support::wait_until(
+      [&] {
+        return dns::testing::run_command("kdig @127.0.0.1 -p " + std::to_string(port) +
+                                         " +timeout=1 +retry=0 version.bind CH TXT 2>&1")
+                   .value_or("")
+                   .find("status: ") != std::string::npos;
+      },
+      std::chrono::seconds(10), std::chrono::milliseconds(50));
+}
+
 class KnotSecondary final : public Secondary {
  public:
   KnotSecondary(const test_support::TempDir& dir, SecondaryOptions options)
@@ -62,14 +74,7 @@ class KnotSecondary final : public Secondary {
     process_ = std::make_unique<test_support::Process>(
         std::vector<std::string>{"/usr/sbin/knotd", "-c", path + "/knot-secondary.conf"},
         path + "/knot-secondary.log");
-    return test_support::wait_until(
-        [&] {
-          return dns::testing::run_command("kdig @127.0.0.1 -p " + std::to_string(options_.port) +
-                                           " +timeout=1 +retry=0 version.bind CH TXT 2>&1")
-                     .value_or("")
-                     .find("status: ") != std::string::npos;
-        },
-        std::chrono::seconds(10), std::chrono::milliseconds(50));
+    return answers_within_10s(options_.port);
   }
   std::string log() const override {
     return test_support::read_file(dir_.file("knot-secondary.log"));
@@ -130,14 +135,7 @@ class NsdSecondary final : public Secondary {
     process_ = std::make_unique<test_support::Process>(
         std::vector<std::string>{"/usr/sbin/nsd", "-d", "-c", path + "/nsd.conf"},
         path + "/nsd.log");
-    return test_support::wait_until(
-        [&] {
-          return dns::testing::run_command("kdig @127.0.0.1 -p " + std::to_string(options_.port) +
-                                           " +timeout=1 +retry=0 version.bind CH TXT 2>&1")
-                     .value_or("")
-                     .find("status: ") != std::string::npos;
-        },
-        std::chrono::seconds(10), std::chrono::milliseconds(50));
+    return answers_within_10s(options_.port);
   }
   std::string log() const override { return test_support::read_file(dir_.file("nsd.log")); }
   std::string name() const override { return "NSD"; }
